@@ -1,0 +1,1 @@
+"""The `sde` command line."""

@@ -1,0 +1,1 @@
+"""Configuration, database and errors shared by every sde component."""

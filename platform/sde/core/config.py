@@ -1,0 +1,217 @@
+"""sde configuration: one TOML file plus `SDE_*` environment variables.
+
+Every setting is declared once below with its default and help text; `sde config
+show` prints the effective values and `sde config docs` the reference in
+docs/configuration.md. Precedence: environment > file > default.
+
+The file is `$SDE_CONFIG`, else `$SDE_HOME/sde.toml` when present. Keys are
+`[section] name`; the environment name is `SDE_<SECTION>_<NAME>` in capitals,
+e.g. `SDE_DATABASE_URL`. State lives under `SDE_HOME` (default
+`~/.local/share/sde`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sde.core.errors import ConfigError
+
+
+def setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = setting(
+        "",
+        "SQLAlchemy URL of the state database (registry, audit). Empty means "
+        "SQLite at $SDE_HOME/sde.db in WAL mode; PostgreSQL: "
+        "postgresql+psycopg://user@host/dbname.",
+    )
+    echo: bool = setting(False, "Log every SQL statement (debugging only).")
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    checkpoint_key: str = setting(
+        "",
+        "Path of the Ed25519 private key that signs audit checkpoints. Keep it "
+        "outside the database (and in production outside the host). Empty means "
+        "$SDE_HOME/keys/audit-checkpoint.key, created on first use.",
+    )
+    witness: str = setting(
+        "",
+        "Append-only file that receives a copy of every signed checkpoint, so that "
+        "deleting checkpoints from the database is detectable. Empty means "
+        "$SDE_HOME/audit/checkpoints.jsonl. Point it at WORM storage in production.",
+    )
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    pseudonym_key: str = setting(
+        "",
+        "Path of the secret (32+ random bytes) for keyed pseudonyms (HMAC-SHA256). "
+        "Never mounted into workspaces. Empty means $SDE_HOME/keys/pseudonym.key, "
+        "created on first use.",
+    )
+    datasets_dir: str = setting(
+        "", "Where dataset versions are published. Empty means $SDE_HOME/datasets."
+    )
+    projects_dir: str = setting(
+        "", "Where project data is provisioned. Empty means $SDE_HOME/projects."
+    )
+    k_anonymity_target: int = setting(
+        5, "Smallest acceptable equivalence class over the quasi-identifiers."
+    )
+    quasi_identifiers: list[str] = setting(
+        ["age_band", "sex", "postcode_district", "ethnicity"],
+        "Columns of the person table that form the quasi-identifier set for k-anonymity.",
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    config_file: Path | None
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    data: DataSettings = field(default_factory=DataSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.home / 'sde.db'}"
+
+    @property
+    def checkpoint_key_path(self) -> Path:
+        return Path(self.audit.checkpoint_key or self.home / "keys" / "audit-checkpoint.key")
+
+    @property
+    def witness_path(self) -> Path:
+        return Path(self.audit.witness or self.home / "audit" / "checkpoints.jsonl")
+
+    @property
+    def pseudonym_key_path(self) -> Path:
+        return Path(self.data.pseudonym_key or self.home / "keys" / "pseudonym.key")
+
+    @property
+    def datasets_dir(self) -> Path:
+        return Path(self.data.datasets_dir or self.home / "datasets")
+
+    @property
+    def projects_dir(self) -> Path:
+        return Path(self.data.projects_dir or self.home / "projects")
+
+
+SECTIONS: dict[str, type] = {
+    "database": DatabaseSettings,
+    "audit": AuditSettings,
+    "data": DataSettings,
+}
+
+
+def _coerce(raw: str, default: Any, name: str) -> Any:
+    """Parse an environment string into the type of the setting's default."""
+    if isinstance(default, bool):
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{name}: expected true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    if isinstance(default, list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _check_type(value: Any, default: Any, name: str) -> Any:
+    expected = type(default)
+    if isinstance(default, bool) or not isinstance(default, int):
+        ok = isinstance(value, expected)
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, list) and ok:
+        ok = all(isinstance(v, str) for v in value)
+    if not ok:
+        raise ConfigError(f"{name}: expected {expected.__name__}, got {value!r}")
+    return value
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the configuration; raises ConfigError naming the bad key or file."""
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("SDE_HOME") or Path.home() / ".local" / "share" / "sde").expanduser()
+    config_file: Path | None
+    if env.get("SDE_CONFIG"):
+        config_file = Path(env["SDE_CONFIG"]).expanduser()
+        if not config_file.is_file():
+            raise ConfigError(f"SDE_CONFIG names {config_file}, which is not a file")
+    else:
+        config_file = home / "sde.toml"
+        if not config_file.is_file():
+            config_file = None
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from None
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown section(s): {', '.join(sorted(unknown))}")
+
+    sections: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{config_file}: [{section}] must be a table")
+        names = {f.name for f in fields(cls)}
+        extra = set(table) - names
+        if extra:
+            raise ConfigError(
+                f"{config_file}: unknown setting(s) in [{section}]: {', '.join(sorted(extra))}"
+            )
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            default = cls().__getattribute__(f.name)
+            key = f"{section}.{f.name}"
+            if f.name in table:
+                values[f.name] = _check_type(table[f.name], default, key)
+            env_name = f"SDE_{section}_{f.name}".upper()
+            if env_name in env:
+                values[f.name] = _coerce(env[env_name], default, env_name)
+        sections[section] = cls(**values)
+    return Settings(home=home, config_file=config_file, **sections)
+
+
+def settings_reference() -> str:
+    """Markdown reference of every setting, its environment variable and default."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated by `sde config docs`. Precedence: environment > file > default.",
+        "The file is `$SDE_CONFIG`, else `$SDE_HOME/sde.toml`; `SDE_HOME` defaults to",
+        "`~/.local/share/sde`.",
+        "",
+    ]
+    for section, cls in SECTIONS.items():
+        lines += [f"## [{section}]", "", "| setting | environment | default | meaning |"]
+        lines.append("|---|---|---|---|")
+        for f in fields(cls):
+            default = getattr(cls(), f.name)
+            shown = ", ".join(default) if isinstance(default, list) else default
+            env_name = f"SDE_{section}_{f.name}".upper()
+            help_text = f.metadata["help"]
+            lines.append(f"| `{f.name}` | `{env_name}` | `{shown!s}` | {help_text} |")
+        lines.append("")
+    return "\n".join(lines)
