@@ -15,7 +15,9 @@ COMPONENTS = ("platform", "accreditation", "airlock", "workspace-images")
 packages: list[str] = []
 package_dir: dict[str, str] = {}
 for component in COMPONENTS:
-    for package in find_namespace_packages(component, include=["sde.*"]):
+    for package in find_namespace_packages(
+        component, include=["sde.*"], exclude=["*.__pycache__", "*.__pycache__.*"]
+    ):
         if not (Path(component) / package.replace(".", "/")).is_dir():
             continue
         packages.append(package)

@@ -22,6 +22,8 @@ from sde.core.errors import ConfigError
 
 
 def setting(default: Any, help: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -183,7 +185,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             )
         values: dict[str, Any] = {}
         for f in fields(cls):
-            default = cls().__getattribute__(f.name)
+            default = getattr(cls(), f.name)
             key = f"{section}.{f.name}"
             if f.name in table:
                 values[f.name] = _check_type(table[f.name], default, key)

@@ -1,0 +1,105 @@
+"""Appending events to the chain, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+from sde.audit.chain import GENESIS, canonical_details, event_hash, message
+from sde.audit.guard import mark_audited
+from sde.audit.schema import audit_events
+
+# Any constant works; it names the lock that serialises appends on PostgreSQL.
+_PG_APPEND_LOCK = 0x5DE_A0D1
+
+_HEAD_KEY = "sde_audit_head"
+
+
+@dataclass(frozen=True)
+class EventIn:
+    actor: str
+    action: str
+    target: str
+    project: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def now_ts() -> str:
+    """UTC time in one fixed-width form, so that text order is time order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _clean(name: str, value: str | None, required: bool = True) -> str:
+    value = value or ""
+    if required and not value:
+        raise ValueError(f"audit event needs a {name}")
+    if any(ch in value for ch in "\n\r\x00"):
+        raise ValueError(f"audit event {name} must not contain line breaks or NUL: {value!r}")
+    return value
+
+
+def _head(session: Session) -> tuple[int, str]:
+    """(last seq, last hash) of the chain, locked against concurrent appenders."""
+    cached = session.info.get(_HEAD_KEY)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
+    # SQLite transactions start with BEGIN IMMEDIATE (sde.core.db), which already
+    # holds the write lock here.
+    row = session.execute(
+        select(audit_events.c.seq, audit_events.c.hash).order_by(audit_events.c.seq.desc()).limit(1)
+    ).first()
+    return (row[0], row[1]) if row else (0, GENESIS)
+
+
+def append_many(session: Session, events: Iterable[EventIn], ts: str | None = None) -> int:
+    """Append events in order, in the session's transaction. Returns the last seq."""
+    seq, prev = _head(session)
+    rows = []
+    for ev in events:
+        seq += 1
+        stamp = ts or now_ts()
+        actor = _clean("actor", ev.actor)
+        action = _clean("action", ev.action)
+        target = _clean("target", ev.target)
+        project = _clean("project", ev.project, required=False)
+        details = canonical_details(dict(ev.details))
+        h = event_hash(message(prev, seq, stamp, actor, action, target, project, details))
+        rows.append(
+            {
+                "seq": seq,
+                "ts": stamp,
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "project": project,
+                "details": details,
+                "prev_hash": prev,
+                "hash": h,
+            }
+        )
+        prev = h
+    if rows:
+        session.execute(insert(audit_events), rows)
+        session.info[_HEAD_KEY] = (seq, prev)
+        mark_audited(session)
+    return seq
+
+
+def record(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    project: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> int:
+    """Append one event in the caller's transaction; it commits or rolls back with it."""
+    return append_many(session, [EventIn(actor, action, target, project, details or {})])

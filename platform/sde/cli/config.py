@@ -1,0 +1,28 @@
+"""`sde config`: show the effective configuration and its reference."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import typer
+
+from sde.cli.context import settings
+from sde.core.config import SECTIONS, settings_reference
+
+app = typer.Typer(name="config", help="Configuration.", no_args_is_help=True)
+
+
+@app.command("show")
+def show() -> None:
+    """Print the effective settings (file, environment and defaults merged) as JSON."""
+    s = settings()
+    effective = {"home": str(s.home), "config_file": str(s.config_file or "")}
+    effective.update({name: asdict(getattr(s, name)) for name in SECTIONS})
+    print(json.dumps(effective, indent=1))
+
+
+@app.command("docs")
+def docs() -> None:
+    """Print the Markdown reference of every setting."""
+    print(settings_reference())

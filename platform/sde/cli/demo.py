@@ -1,0 +1,95 @@
+"""`sde demo`: a demonstration registry (and, as the platform grows, data and services).
+
+Idempotent: running it again reuses what exists.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sde.cli.context import console, settings, write
+from sde.registry import service
+from sde.registry.models import Person, Project
+
+DEMO_ACTOR = "demo:seed"
+DEMO_PROJECT = "diabetes-outcomes"
+
+# username, full name, global roles, project role in the demo project
+DEMO_PEOPLE: list[tuple[str, str, tuple[str, ...], str | None]] = [
+    ("alice", "Alice Researcher", (), "principal_investigator"),
+    ("bob", "Bob Analyst", (), "researcher"),
+    ("carol", "Carol Checker", ("output_checker",), None),
+    ("dan", "Dan Checker", ("output_checker",), None),
+    ("erin", "Erin Auditor", ("auditor",), None),
+    ("oscar", "Oscar Operator", ("operator",), None),
+]
+
+
+def seed_registry(session: Session) -> list[str]:
+    """Create the demo people and project; returns what was made."""
+    made: list[str] = []
+    today = datetime.now(UTC).date()
+    for username, name, roles, _ in DEMO_PEOPLE:
+        if session.scalar(select(Person).where(Person.username == username)) is None:
+            service.add_person(
+                session,
+                DEMO_ACTOR,
+                username=username,
+                full_name=name,
+                email=f"{username}@demo.sde.invalid",
+                accreditation_ref=f"DEMO-{username.upper()}",
+                accreditation_expiry=today + timedelta(days=365),
+                training_completed=today - timedelta(days=30),
+                training_expiry=today + timedelta(days=335),
+            )
+            for role in roles:
+                service.grant_role(session, DEMO_ACTOR, username, role)
+            made.append(f"person {username}" + (f" ({', '.join(roles)})" if roles else ""))
+    if session.get(Project, DEMO_PROJECT) is None:
+        service.create_project(
+            session,
+            DEMO_ACTOR,
+            slug=DEMO_PROJECT,
+            title="Outcomes of type 2 diabetes in synthetic primary care records",
+            lay_summary="A demonstration project on synthetic data.",
+            start_date=today - timedelta(days=7),
+            end_date=today + timedelta(days=358),
+        )
+        service.approve_project(
+            session,
+            DEMO_ACTOR,
+            DEMO_PROJECT,
+            approval_ref="DEMO-REC-0001",
+            signed_off_by="Demo Data Controller",
+            signed_off_on=today - timedelta(days=7),
+        )
+        service.activate_project(session, DEMO_ACTOR, DEMO_PROJECT, "demo")
+        for username, _, _, role in DEMO_PEOPLE:
+            if role:
+                service.add_member(session, DEMO_ACTOR, DEMO_PROJECT, username, role)
+        made.append(f"project {DEMO_PROJECT} (active)")
+    return made
+
+
+def demo(
+    persons: int = typer.Option(10_000, "--persons", help="Synthetic persons for the demo data."),
+) -> None:
+    """Seed a demonstration registry and print what is there."""
+    console.print(f"SDE_HOME: {settings().home}")
+    with write() as session:
+        made = seed_registry(session)
+    for item in made:
+        console.print(f"created {item}")
+    if not made:
+        console.print("demo registry already present")
+    _ = persons, date  # the data demo (issue 3) uses these
+    console.print("people: " + ", ".join(p[0] for p in DEMO_PEOPLE))
+    console.print(f"try: sde access check alice {DEMO_PROJECT}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,43 @@
+"""Schema migrations (Alembic) for the state database.
+
+Components own their tables and migrations; each component's first migration
+starts its own branch from the base revision, so `upgrade heads` brings every
+component up to date without them coordinating revision numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("version_locations", str(MIGRATIONS / "versions"))
+    cfg.set_main_option("path_separator", "os")
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _heads(cfg: Config) -> set[str]:
+    return set(ScriptDirectory.from_config(cfg).get_heads())
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Migrate the database to the newest schema of every component (no-op when current)."""
+    cfg = alembic_config(engine)
+    if current_revisions(engine) != _heads(cfg):
+        command.upgrade(cfg, "heads")
