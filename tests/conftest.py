@@ -21,3 +21,117 @@ def require_service(name: str, available: bool, why: str = "") -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: a missing service is a failure)")
     pytest.skip(message)
+
+
+# ---------------------------------------------------------------- state database
+
+import shutil  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sqlalchemy import Engine, create_engine, text  # noqa: E402
+
+from tests.support import postgres  # noqa: E402
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """A PostgreSQL server private to this test run (Debian `postgresql` binaries)."""
+    bindir = postgres.find_bindir()
+    require_service("postgresql", bindir is not None, "install Debian's postgresql package")
+    assert bindir is not None
+    server = postgres.start(bindir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _migrated_templates() -> dict[str, str]:
+    """One migrated database per backend, copied for each test (migrating is the slow part)."""
+    return {}
+
+
+def _template(
+    backend: str, request: pytest.FixtureRequest, cache: dict[str, str], tmp_root: Path
+) -> str:
+    from sde.core.db import make_engine
+    from sde.core.schema import ensure_schema
+
+    if backend in cache:
+        return cache[backend]
+    if backend == "sqlite":
+        path = tmp_root / "template.db"
+        eng = make_engine(f"sqlite:///{path}")
+        ensure_schema(eng)
+        eng.dispose()
+        cache[backend] = str(path)
+    else:
+        server = request.getfixturevalue("postgres_server")
+        admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE sde_template"))
+        eng = make_engine(server.url("sde_template"))
+        ensure_schema(eng)
+        eng.dispose()
+        admin.dispose()
+        cache[backend] = "sde_template"
+    return cache[backend]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    _migrated_templates: dict[str, str],
+) -> Iterator[str]:
+    """URL of a fresh, migrated state database; each test runs on SQLite and PostgreSQL."""
+    backend = request.param
+    template = _template(
+        backend, request, _migrated_templates, tmp_path_factory.mktemp("db-template")
+    )
+    if backend == "sqlite":
+        path = tmp_path / "sde.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    yield server.url(name)
+    from sde.core import db as core_db
+
+    for url in [u for u in core_db._engines if u.endswith(f"/{name}")]:
+        core_db._engines.pop(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    from sde.core.db import make_engine
+
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sde_home(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An SDE_HOME for CLI tests, its database on the backend under test."""
+    from sde.cli import context
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("SDE_HOME", str(home))
+    monkeypatch.setenv("SDE_DATABASE_URL", db_url)
+    monkeypatch.setenv("SDE_ACTOR", "test:operator")
+    context.reset()
+    yield home
+    context.reset()

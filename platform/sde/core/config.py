@@ -186,7 +186,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             default = getattr(cls(), f.name)
-            key = f"{section}.{f.name}"
+            key = f"{config_file}: {section}.{f.name}"
             if f.name in table:
                 values[f.name] = _check_type(table[f.name], default, key)
             env_name = f"SDE_{section}_{f.name}".upper()

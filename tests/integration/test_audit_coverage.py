@@ -1,0 +1,136 @@
+"""Meta-test: every registry write path records its audit event in the same transaction.
+
+New write operations register themselves in `WRITE_OPERATIONS`; this test
+drives each one and fails if one is not covered here, so none can be added
+without proving its audit event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from sde.audit import UnauditedWrite
+from sde.audit.schema import audit_events
+from sde.core.db import transaction
+from sde.registry import service
+from sde.registry.models import Person
+from tests.support.registry import ACTOR, audit_count, make_active_project, make_person, today
+
+H = "ab" * 32
+
+
+def _setup(engine: Engine) -> None:
+    make_person(engine, "alice")
+    make_person(engine, "bob")
+    make_active_project(engine, "p1", "alice")
+    with transaction(engine) as s:
+        service.create_project(
+            s,
+            ACTOR,
+            slug="p2",
+            title="Two",
+            start_date=today(),
+            end_date=today() + timedelta(days=9),
+        )
+        service.add_dataset(s, ACTOR, name="ds", description="d", classification="synthetic")
+        service.add_dataset_version(
+            s, ACTOR, name="ds", manifest_hash=H, path="/x", tables={"person": ["person_id", "sex"]}
+        )
+        service.grant_access(s, ACTOR, slug="p1", dataset="ds", version=1, columns=["person.sex"])
+        service.grant_role(s, ACTOR, "bob", "auditor")
+
+
+# action -> call on a prepared registry
+CALLS: dict[str, Callable[[Session], Any]] = {
+    "person.create": lambda s: service.add_person(
+        s, ACTOR, username="carol", full_name="Carol", email="carol@example.org"
+    ),
+    "person.update": lambda s: service.update_person(s, ACTOR, "alice", full_name="Alice B"),
+    "person.status": lambda s: service.set_person_status(s, ACTOR, "bob", "suspended", "why"),
+    "role.grant": lambda s: service.grant_role(s, ACTOR, "alice", "output_checker"),
+    "role.revoke": lambda s: service.revoke_role(s, ACTOR, "bob", "auditor"),
+    "project.create": lambda s: service.create_project(
+        s, ACTOR, slug="p3", title="Three", start_date=today(), end_date=today()
+    ),
+    "project.update": lambda s: service.update_project(s, ACTOR, "p1", title="New title"),
+    "project.approve": lambda s: service.approve_project(
+        s, ACTOR, "p2", approval_ref="R", signed_off_by="C", signed_off_on=today()
+    ),
+    "project.activate": lambda s: (
+        service.approve_project(
+            s, ACTOR, "p2", approval_ref="R", signed_off_by="C", signed_off_on=today()
+        ),
+        service.activate_project(s, ACTOR, "p2"),
+    ),
+    "project.suspend": lambda s: service.suspend_project(s, ACTOR, "p1", "pause"),
+    "project.close": lambda s: service.close_project(s, ACTOR, "p2"),
+    "membership.add": lambda s: service.add_member(s, ACTOR, "p1", "bob"),
+    "membership.remove": lambda s: service.remove_member(s, ACTOR, "p1", "alice"),
+    "dataset.create": lambda s: service.add_dataset(
+        s, ACTOR, name="ds2", description="", classification="synthetic"
+    ),
+    "dataset.version.publish": lambda s: service.add_dataset_version(
+        s, ACTOR, name="ds", manifest_hash=H, path="/y", tables={"person": ["sex"]}
+    ),
+    "grant.create": lambda s: service.grant_access(
+        s, ACTOR, slug="p2", dataset="ds", version=1, columns=["person.*"]
+    ),
+    "grant.revoke": lambda s: service.revoke_grant(s, ACTOR, slug="p1", dataset="ds", version=1),
+}
+
+
+def test_audit_coverage_every_write_operation_is_exercised():
+    assert set(CALLS) == set(service.WRITE_OPERATIONS), (
+        "add a call for each new write operation to CALLS"
+    )
+
+
+@pytest.mark.parametrize("action", sorted(service.WRITE_OPERATIONS))
+def test_audit_coverage_write_records_its_event_in_the_same_transaction(engine, action):
+    _setup(engine)
+    before = audit_count(engine)
+    with transaction(engine) as s:
+        CALLS[action](s)
+        # Still inside the transaction: the event is there before commit.
+        actions = s.scalars(select(audit_events.c.action).where(audit_events.c.seq > before))
+        assert action in set(actions)
+    assert audit_count(engine) > before
+
+
+@pytest.mark.parametrize("action", sorted(service.WRITE_OPERATIONS))
+def test_audit_coverage_rollback_discards_write_and_event(engine, action):
+    _setup(engine)
+    before = audit_count(engine)
+    with engine.connect() as conn:
+        snapshot = conn.execute(text("SELECT count(*) FROM people")).scalar()
+    with pytest.raises(RuntimeError), transaction(engine) as s:
+        CALLS[action](s)
+        raise RuntimeError("abort")
+    assert audit_count(engine) == before
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM people")).scalar() == snapshot
+
+
+def test_audit_coverage_unaudited_write_is_refused(engine):
+    make_person(engine, "alice")
+    with pytest.raises(UnauditedWrite, match="people"), transaction(engine) as s:
+        person = s.scalar(select(Person).where(Person.username == "alice"))
+        assert person is not None
+        person.full_name = "Sneaky Change"
+    with engine.connect() as conn:
+        name = conn.execute(text("SELECT full_name FROM people WHERE username='alice'")).scalar()
+    assert name == "Alice"
+
+
+def test_audit_coverage_unaudited_core_statement_is_refused(engine):
+    make_person(engine, "alice")
+    from sqlalchemy import update
+
+    with pytest.raises(UnauditedWrite), transaction(engine) as s:
+        s.execute(update(Person).where(Person.username == "alice").values(status="left"))
