@@ -78,12 +78,42 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class HubSettings:
+    ip: str = setting(
+        "127.0.0.1", "Address the hub's public proxy listens on (loopback by default)."
+    )
+    port: int = setting(8000, "Port of the hub's public proxy.")
+    api_ip: str = setting(
+        "",
+        "Address the hub API binds to. Empty means the workspace network's bridge address, "
+        "so that workspaces (and only they, besides the host) reach it.",
+    )
+    api_port: int = setting(8081, "Port of the hub API.")
+    image: str = setting("sde-workspace:latest", "Docker image of researcher workspaces.")
+    mem_limit: str = setting("4G", "Memory limit of one workspace container.")
+    cpu_limit: str = setting("1.0", "CPU limit of one workspace container (cores).")
+    idle_timeout: int = setting(
+        3600, "Seconds of inactivity after which a workspace is stopped by the idle culler."
+    )
+    max_failures: int = setting(
+        5, "Failed sign-ins in a row (password or code) after which an account is locked."
+    )
+    lockout_seconds: int = setting(900, "How long a locked account stays locked.")
+    totp_key: str = setting(
+        "",
+        "Path of the key that encrypts TOTP secrets at rest. Empty means "
+        "$SDE_HOME/keys/hub-totp.key, created on first use.",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     config_file: Path | None
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     data: DataSettings = field(default_factory=DataSettings)
+    hub: HubSettings = field(default_factory=HubSettings)
 
     @property
     def database_url(self) -> str:
@@ -114,6 +144,7 @@ SECTIONS: dict[str, type] = {
     "database": DatabaseSettings,
     "audit": AuditSettings,
     "data": DataSettings,
+    "hub": HubSettings,
 }
 
 
