@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# The hub's proxy (npm); 5.1 is the newest that runs on Debian 12's Node.js 18.
+CHP := $(VENV)/chp/node_modules/.bin/configurable-http-proxy
 # Python 3.11 or newer; Debian 12's python3 is 3.11.
 PYTHON ?= python3
 SDE_HOME ?= $(CURDIR)/.demo-home
@@ -15,7 +17,10 @@ PORTIONS := $(sort $(wildcard platform/sde/*/ accreditation/sde/*/ airlock/sde/*
 system:
 	bash infra/scripts/install-system.sh
 
-install: system $(VENV)/.installed
+install: system $(VENV)/.installed $(CHP)
+
+$(CHP):
+	npm install -s --prefix $(VENV)/chp --no-audit --no-fund configurable-http-proxy@5.1.0
 
 $(VENV)/.installed: pyproject.toml setup.py $(PORTIONS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

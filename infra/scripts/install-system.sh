@@ -19,6 +19,8 @@ want ip iproute2
 want debootstrap debootstrap
 want chromium chromium
 want curl curl
+want node nodejs
+want npm npm
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 
