@@ -104,6 +104,17 @@ class HubSettings:
         "Path of the key that encrypts TOTP secrets at rest. Empty means "
         "$SDE_HOME/keys/hub-totp.key, created on first use.",
     )
+    authenticator_class: str = setting(
+        "",
+        "JupyterHub authenticator class (dotted name). Empty means the embedded "
+        "sde.hub.authenticator.SdeAuthenticator (registry accounts, password + TOTP); "
+        "e.g. oauthenticator.generic.GenericOAuthenticator for Keycloak.",
+    )
+    docker: bool = setting(
+        True,
+        "Run workspaces in Docker on the internal workspace network. False starts the "
+        "hub for sign-in only (no workspace can start), e.g. where there is no Docker engine.",
+    )
 
 
 @dataclass(frozen=True)
