@@ -27,9 +27,17 @@ def mark_audited(session: Session) -> None:
     session.info[_AUDITED] = True
 
 
+def _is_sde_table(table: Any) -> bool:
+    # Other ORMs in the same process (JupyterHub's own database in the hub) are
+    # not the state database and are not audited here.
+    from sde.core.db import Base
+
+    return table is not None and getattr(table, "metadata", None) is Base.metadata
+
+
 def _table_names(obj: Any) -> set[str]:
     table = getattr(obj, "__table__", None)
-    return {table.name} if table is not None else set()
+    return {table.name} if _is_sde_table(table) else set()
 
 
 @event.listens_for(Session, "after_flush")
@@ -49,6 +57,8 @@ def _on_execute(state: ORMExecuteState) -> None:
     if not (state.is_insert or state.is_update or state.is_delete):
         return
     table = getattr(state.statement, "table", None)
+    if table is not None and not _is_sde_table(table):
+        return
     name = getattr(table, "name", None)
     if name not in _EXEMPT:
         state.session.info.setdefault(_WRITES, set()).add(name or "?")
