@@ -37,7 +37,7 @@ def _is_sde_table(table: Any) -> bool:
 
 def _table_names(obj: Any) -> set[str]:
     table = getattr(obj, "__table__", None)
-    return {table.name} if _is_sde_table(table) else set()
+    return {table.name} if table is not None and _is_sde_table(table) else set()
 
 
 @event.listens_for(Session, "after_flush")

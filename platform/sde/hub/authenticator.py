@@ -1,0 +1,226 @@
+"""The embedded sign-in: registry accounts, argon2 passwords, mandatory TOTP, lockout.
+
+`SdeAuthenticator` is an ordinary JupyterHub authenticator, so a deployment
+with an identity provider replaces it by configuration
+(`c.JupyterHub.authenticator_class`), e.g. with GenericOAuthenticator for
+Keycloak; nothing else in sde depends on it.
+
+Flow: the login form takes username, password and the 6-digit code. A person
+without a TOTP enrolment who gives the right password gets the enrolment page
+(secret, provisioning URI and QR code) and confirms with a first code; the
+pending secret travels in a ticket signed with the hub's cookie secret and
+valid for a few minutes, so nothing is stored before it is confirmed. Every
+attempt is an audit event; `max_failures` failures in a row lock the account
+for `lockout_seconds` (an operator's `sde hub credentials reset` lifts it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers.login import LoginHandler
+from tornado import web
+from traitlets import Integer, Unicode, default
+
+from sde.hub import credentials as creds
+from sde.hub.store import Store
+
+ENROL_TICKET = "sde-totp-enrolment"
+
+
+class EnrolmentRequired(Exception):
+    """The password was right but the person has no TOTP enrolment yet."""
+
+    def __init__(self, username: str, secret: str | None = None, error: str = "") -> None:
+        super().__init__(username)
+        self.username = username
+        self.secret = secret or creds.generate_totp_secret()
+        self.error = error
+
+
+def locked_message(until: datetime) -> str:
+    return (
+        "This account is locked after too many failed sign-ins. Try again after "
+        f"{until:%H:%M} UTC, or ask an operator to reset your sign-in."
+    )
+
+
+class SdeLoginHandler(LoginHandler):
+    """The hub's login page plus the TOTP enrolment step."""
+
+    async def post(self) -> None:
+        try:
+            await super().post()
+        except EnrolmentRequired as need:
+            await self._render_enrolment(need)
+
+    async def _render_enrolment(self, need: EnrolmentRequired) -> None:
+        authenticator: SdeAuthenticator = self.authenticator
+        ticket = self.create_signed_value(
+            ENROL_TICKET, json.dumps({"u": need.username, "s": need.secret})
+        ).decode()
+        uri = creds.provisioning_uri(need.secret, need.username, authenticator.totp_issuer)
+        html = await self.render_template(
+            "sde-enrol.html",
+            username=need.username,
+            secret=need.secret,
+            secret_grouped=" ".join(need.secret[i : i + 4] for i in range(0, len(need.secret), 4)),
+            provisioning_uri=uri,
+            qr_svg=qr_svg(uri),
+            ticket=ticket,
+            enrol_error=need.error,
+            login_url=authenticator.login_url(self.hub.base_url),
+            next=self.get_argument("next", default=""),
+            xsrf=self.xsrf_token.decode("ascii"),
+        )
+        self.finish(html)
+
+
+def qr_svg(uri: str) -> str:
+    """An inline SVG QR code of the provisioning URI, for authenticator apps."""
+    import io
+
+    import segno
+
+    buf = io.BytesIO()
+    segno.make(uri, error="m").save(buf, kind="svg", scale=5, xmldecl=False, svgns=True)
+    return buf.getvalue().decode()
+
+
+class SdeAuthenticator(Authenticator):
+    """Password + TOTP sign-in against the sde registry (the embedded default)."""
+
+    max_failures = Integer(
+        5,
+        config=True,
+        help="Failed attempts in a row (password or code) that lock an account.",
+    )
+    lockout_seconds = Integer(900, config=True, help="How long a locked account stays locked.")
+    totp_issuer = Unicode(
+        "sde", config=True, help="Issuer name shown by authenticator apps next to the account."
+    )
+    totp_key_path = Unicode(
+        "",
+        config=True,
+        help="Fernet key encrypting TOTP secrets at rest; empty: the sde setting hub.totp_key.",
+    )
+    enrolment_minutes = Integer(
+        10, config=True, help="How long an enrolment page stays valid after the password check."
+    )
+
+    @default("request_otp")
+    def _request_otp(self) -> bool:
+        return True
+
+    @default("otp_prompt")
+    def _otp_prompt(self) -> str:
+        return "Authenticator code (leave empty on your first sign-in):"
+
+    @default("allow_all")
+    def _allow_all(self) -> bool:
+        # Who may sign in is the registry's decision (check_allowed), not a hub list.
+        return False
+
+    @cached_property
+    def store(self) -> Store:
+        return Store()
+
+    @cached_property
+    def cipher(self) -> Any:
+        hub = self.store.settings
+        path = self.totp_key_path or hub.hub.totp_key or hub.home / "keys" / "hub-totp.key"
+        return creds.totp_cipher(Path(path))
+
+    def get_handlers(self, app: Any) -> list[tuple[str, type]]:
+        return [("/login", SdeLoginHandler)]
+
+    def check_allowed(self, username: str, authentication: Any = None) -> bool:
+        with self.store.read() as s:
+            return creds.login_state(s, username).active
+
+    async def authenticate(self, handler: web.RequestHandler, data: dict[str, str]) -> Any:
+        username = self.normalize_username(data.get("username", ""))
+        if not username:
+            return None
+        if data.get("enrol_ticket"):
+            secret = self._ticket_secret(handler, data["enrol_ticket"], username)
+            return await asyncio.to_thread(self._confirm, username, secret, data.get("otp", ""))
+        return await asyncio.to_thread(
+            self._check, username, data.get("password", ""), data.get("otp", "")
+        )
+
+    # -- the checks, run in a worker thread: argon2 and the database block
+
+    def _fail(self, username: str, reason: str) -> None:
+        with self.store.write() as s:
+            locked = creds.record_login_failure(
+                s,
+                username,
+                reason,
+                max_failures=self.max_failures,
+                lockout_seconds=self.lockout_seconds,
+            )
+        if locked:
+            with self.store.read() as s:
+                until = creds.login_state(s, username).locked_until
+            if until is not None:
+                raise web.HTTPError(403, locked_message(until))
+
+    def _check(self, username: str, password: str, code: str) -> dict[str, Any] | None:
+        with self.store.read() as s:
+            state = creds.login_state(s, username)
+        if state.locked_until is not None:
+            self._fail(username, "account locked")
+            raise web.HTTPError(403, locked_message(state.locked_until))
+        with self.store.read() as s:
+            password_ok = creds.verify_password(s, username, password)
+        if not password_ok or not state.active:
+            self._fail(username, "wrong password" if state.active else "no active account")
+            return None
+        if not state.enrolled:
+            raise EnrolmentRequired(username)
+        with self.store.read() as s:
+            code_ok = creds.verify_code(s, username, code, self.cipher)
+        if not code_ok:
+            self._fail(username, "wrong authenticator code" if code else "no authenticator code")
+            return None
+        with self.store.write() as s:
+            creds.record_login_success(s, username)
+        return {"name": username}
+
+    def _ticket_secret(self, handler: web.RequestHandler, ticket: str, username: str) -> str:
+        raw = web.decode_signed_value(
+            handler.application.settings["cookie_secret"],
+            ENROL_TICKET,
+            ticket,
+            max_age_days=self.enrolment_minutes / (24 * 60),
+        )
+        if raw is None:
+            raise web.HTTPError(403, "The enrolment page has expired. Sign in again.")
+        payload = json.loads(raw)
+        if payload.get("u") != username:
+            raise web.HTTPError(403, "The enrolment page belongs to another account.")
+        return str(payload["s"])
+
+    def _confirm(self, username: str, secret: str, code: str) -> dict[str, Any] | None:
+        with self.store.read() as s:
+            state = creds.login_state(s, username)
+        if state.locked_until is not None:
+            raise web.HTTPError(403, locked_message(state.locked_until))
+        if state.enrolled:
+            raise web.HTTPError(403, "This account is already enrolled: sign in with your code.")
+        if not creds.code_matches(secret, code):
+            self._fail(username, "wrong code at enrolment")
+            raise EnrolmentRequired(
+                username, secret, "That code did not match. Check the clock of your device."
+            )
+        with self.store.write() as s:
+            creds.enrol_totp(s, f"user:{username}", username, secret, self.cipher)
+            creds.record_login_success(s, username, method="password+totp-enrolment")
+        return {"name": username}

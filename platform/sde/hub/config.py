@@ -1,0 +1,202 @@
+"""The JupyterHub configuration, built from the sde settings.
+
+`jupyterhub_config.py` beside this module calls `configure(c)`; `sde hub
+start` runs JupyterHub with it. Choices that matter for safety:
+
+- the public proxy listens on loopback (`hub.ip`, `hub.port`); the hub API
+  binds to the workspace network's bridge address, the only place besides the
+  host from which it can be reached;
+- nobody holds the `admin` role; operators get `sde-operator`, which can list
+  and stop servers but holds no `access:servers` (cannot enter a workspace);
+- a workspace's own token holds only `access:servers!server` and
+  `users:activity!user`;
+- hub state (its SQLite database, cookie secret, proxy token) lives under
+  `$SDE_HOME/hub`, readable by the owner only.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from sde.core.config import Settings, load_settings
+from sde.core.errors import ConfigError
+from sde.hub.credentials import secret_file
+from sde.hub.store import Store
+
+TEMPLATES = Path(__file__).with_name("templates")
+CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
+OPERATOR_ROLE = "sde-operator"
+OPERATOR_SCOPES = [
+    "list:users",
+    "read:users",
+    "read:users:activity",
+    "read:servers",
+    "delete:servers",
+    "read:metrics",
+]
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user"]
+
+
+def hub_dir(settings: Settings) -> Path:
+    path = settings.home / "hub"
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def proxy_command() -> list[str]:
+    """configurable-http-proxy from the project's own install (make install), else PATH."""
+    here = Path(sys.prefix) / "chp" / "node_modules" / ".bin" / "configurable-http-proxy"
+    found = str(here) if here.exists() else shutil.which("configurable-http-proxy")
+    if not found:
+        raise ConfigError("configurable-http-proxy is not installed: run `make install`")
+    return [found]
+
+
+def free_port(ip: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((ip, 0))
+        return int(s.getsockname()[1])
+
+
+def api_address(settings: Settings) -> str:
+    """Where the hub API binds: the setting, else the workspace network's bridge address."""
+    if settings.hub.api_ip:
+        return settings.hub.api_ip
+    from sde.workspaces import network
+
+    return network.ensure_network().gateway
+
+
+def operators(store: Store) -> list[str]:
+    from sde.registry.models import GlobalRole, Person
+
+    with store.read() as s:
+        return sorted(
+            s.scalars(
+                select(Person.username)
+                .join(GlobalRole, GlobalRole.person_id == Person.id)
+                .where(GlobalRole.role == "operator", Person.status == "active")
+            )
+        )
+
+
+def projects_for(store: Store) -> Any:
+    """Template helper: the person's projects and whether each may be opened now."""
+
+    def projects(user: Any) -> list[dict[str, Any]]:
+        from sde.registry.access import access_decision, projects_of
+
+        if user is None:
+            return []
+        with store.read() as s:
+            out = []
+            for slug in projects_of(s, user.name):
+                d = access_decision(s, user.name, slug)
+                out.append({"slug": slug, "allowed": d.allowed, "reasons": d.reasons})
+            return out
+
+    return projects
+
+
+def configure(c: Any, settings: Settings | None = None) -> None:
+    """Fill JupyterHub's config object `c` from the sde settings."""
+    from sde.hub.authenticator import SdeAuthenticator
+    from sde.hub.spawner import WorkspaceSpawner
+
+    settings = settings or load_settings()
+    store = Store(settings)
+    store.ensure_schema()
+    state = hub_dir(settings)
+    hub = settings.hub
+
+    c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}/"
+    api_ip = api_address(settings)
+    c.JupyterHub.hub_bind_url = f"http://{api_ip}:{hub.api_port}"
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
+    c.JupyterHub.template_vars = {"sde_projects": projects_for(store)}
+    c.JupyterHub.allow_named_servers = True
+    c.JupyterHub.named_server_limit_per_user = 0
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.authenticate_prometheus = True
+
+    c.ConfigurableHTTPProxy.command = proxy_command()
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
+    c.ConfigurableHTTPProxy.auth_token = secret_file(
+        state / "proxy-token", secrets.token_hex(32).encode()
+    ).decode()
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+
+    c.JupyterHub.authenticator_class = hub.authenticator_class or SdeAuthenticator
+    c.Authenticator.admin_users = set()
+    c.SdeAuthenticator.max_failures = hub.max_failures
+    c.SdeAuthenticator.lockout_seconds = hub.lockout_seconds
+    c.SdeAuthenticator.totp_key_path = str(
+        Path(hub.totp_key or settings.home / "keys" / "hub-totp.key")
+    )
+
+    c.JupyterHub.load_roles = [
+        {
+            "name": OPERATOR_ROLE,
+            "description": "Operators: see and stop workspaces, never enter them.",
+            "scopes": OPERATOR_SCOPES,
+            "users": operators(store),
+        },
+        {"name": "sde-idle-culler", "scopes": CULLER_SCOPES, "services": ["idle-culler"]},
+    ]
+    c.JupyterHub.services = [
+        {
+            "name": "idle-culler",
+            "command": [
+                sys.executable,
+                "-m",
+                "jupyterhub_idle_culler",
+                f"--timeout={hub.idle_timeout}",
+                f"--cull-every={max(60, hub.idle_timeout // 6)}",
+            ],
+        }
+    ]
+
+    c.JupyterHub.spawner_class = WorkspaceSpawner
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    c.Spawner.default_url = "/lab"
+    c.Spawner.start_timeout = 180
+    c.Spawner.http_timeout = 120
+    c.WorkspaceSpawner.projects_dir = str(settings.projects_dir)
+    configure_docker(c, settings, api_ip)
+
+
+def configure_docker(c: Any, settings: Settings, api_ip: str) -> None:
+    """Image, network, hardening and limits of the workspace containers."""
+    hub = settings.hub
+    c.DockerSpawner.image = hub.image
+    c.DockerSpawner.pull_policy = "never"
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.mem_limit = hub.mem_limit
+    try:
+        c.DockerSpawner.cpu_limit = float(hub.cpu_limit)
+    except ValueError:
+        raise ConfigError(
+            f"hub.cpu_limit: expected a number of cores, got {hub.cpu_limit!r}"
+        ) from None
+    c.DockerSpawner.hub_connect_url = f"http://{api_ip}:{hub.api_port}"
+    if not hub.docker:
+        return
+    from sde.workspaces import hardening, network
+
+    net = network.ensure_network()
+    c.DockerSpawner.network_name = net.name
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.extra_host_config = hardening.host_config()
+    c.DockerSpawner.extra_create_kwargs = hardening.create_kwargs()

@@ -1,0 +1,327 @@
+"""Sign-in secrets of registry people: password hash, TOTP secret, lockout state.
+
+Passwords are hashed with argon2id (argon2-cffi's RFC 9106 defaults); TOTP
+secrets are encrypted at rest with a Fernet key kept outside the database, so
+a copy of the database alone yields neither. Every change, and every sign-in
+attempt, records an audit event in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from sde.audit import record
+from sde.core.db import Base
+from sde.core.errors import NotFound, SdeError
+from sde.registry.models import Person
+from sde.registry.service import get_person, write_operation
+
+MIN_PASSWORD_LENGTH = 12
+TOTP_DIGITS = 6
+TOTP_INTERVAL = 30
+
+_hasher = PasswordHasher()
+
+
+@cache
+def _dummy_hash() -> str:
+    # Verified against when the user is unknown, so that a miss costs as long as a hit.
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+class Credential(Base):
+    __tablename__ = "credentials"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("people.id", ondelete="CASCADE"), primary_key=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(200))
+    password_set_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Fernet token of the base32 TOTP secret; NULL until the person enrols.
+    totp_secret: Mapped[str | None] = mapped_column(Text)
+    enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+# ---------------------------------------------------------------- key at rest
+
+
+def secret_file(path: Path, make: bytes | None = None) -> bytes:
+    """Read a secret file, creating it 0600 (atomically) with `make` when absent."""
+    if path.exists():
+        return path.read_bytes().strip()
+    if make is None:
+        raise SdeError(f"secret file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(make)
+    try:
+        # link() fails when another process won the race; its key then wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes().strip()
+
+
+def totp_cipher(key_path: Path) -> Fernet:
+    """The Fernet cipher of TOTP secrets, its key created on first use."""
+    key = secret_file(key_path, Fernet.generate_key())
+    try:
+        return Fernet(key)
+    except ValueError:
+        raise SdeError(f"{key_path} is not a Fernet key (32 url-safe base64 bytes)") from None
+
+
+def generate_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp(secret: str) -> pyotp.TOTP:
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_INTERVAL)
+
+
+def provisioning_uri(secret: str, username: str, issuer: str) -> str:
+    return totp(secret).provisioning_uri(name=username, issuer_name=issuer)
+
+
+def code_matches(secret: str, code: str) -> bool:
+    """One step of clock drift either way is accepted, as authenticator apps drift."""
+    code = re.sub(r"\s", "", code or "")
+    if not re.fullmatch(rf"\d{{{TOTP_DIGITS}}}", code):
+        return False
+    return bool(totp(secret).verify(code, valid_window=1))
+
+
+# ---------------------------------------------------------------- reads
+
+
+@dataclass(frozen=True)
+class LoginState:
+    """What the authenticator needs to know about a person before checking secrets."""
+
+    username: str
+    exists: bool
+    active: bool
+    has_password: bool
+    enrolled: bool
+    locked_until: datetime | None
+
+
+def credential_of(session: Session, username: str) -> Credential | None:
+    return session.scalar(
+        select(Credential)
+        .join(Person, Person.id == Credential.person_id)
+        .where(Person.username == username)
+    )
+
+
+def login_state(session: Session, username: str, at: datetime | None = None) -> LoginState:
+    at = at or _now()
+    person = session.scalar(select(Person).where(Person.username == username))
+    cred = credential_of(session, username) if person is not None else None
+    locked = _aware(cred.locked_until) if cred is not None else None
+    return LoginState(
+        username=username,
+        exists=person is not None,
+        active=person is not None and person.status == "active",
+        has_password=cred is not None,
+        enrolled=cred is not None and cred.enrolled_at is not None,
+        locked_until=locked if locked is not None and locked > at else None,
+    )
+
+
+def verify_password(session: Session, username: str, password: str) -> bool:
+    """Does `password` match? Costs the same whether or not the user exists."""
+    cred = credential_of(session, username)
+    try:
+        return _hasher.verify(cred.password_hash if cred else _dummy_hash(), password) and bool(
+            cred
+        )
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def verify_code(session: Session, username: str, code: str, cipher: Fernet) -> bool:
+    cred = credential_of(session, username)
+    if cred is None or cred.totp_secret is None:
+        return False
+    try:
+        secret = cipher.decrypt(cred.totp_secret.encode()).decode()
+    except InvalidToken:
+        raise SdeError(
+            "the stored TOTP secret cannot be decrypted: the hub's TOTP key has changed"
+        ) from None
+    return code_matches(secret, code)
+
+
+# ---------------------------------------------------------------- writes
+
+
+def _check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise SdeError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise SdeError("password must be at most 1024 characters")
+    return password
+
+
+def generate_password() -> str:
+    """A random password for a first sign-in or a reset (about 120 bits)."""
+    return base64.b32encode(secrets.token_bytes(15)).decode().lower()
+
+
+@write_operation("hub.password.set")
+def set_password(session: Session, actor: str, username: str, password: str) -> None:
+    """Set a person's password, keeping an existing TOTP enrolment."""
+    person = get_person(session, username)
+    if person.status != "active":
+        raise SdeError(f"user {username!r} is {person.status}: no sign-in credentials")
+    digest = _hasher.hash(_check_password(password))
+    cred = session.get(Credential, person.id)
+    first = cred is None
+    if cred is None:
+        cred = Credential(person_id=person.id, password_hash=digest, password_set_at=_now())
+        session.add(cred)
+    cred.password_hash, cred.password_set_at = digest, _now()
+    cred.failed_attempts, cred.locked_until = 0, None
+    record(
+        session,
+        actor=actor,
+        action="hub.password.set",
+        target=f"person:{username}",
+        details={"first": first},
+    )
+
+
+@write_operation("hub.credentials.reset")
+def reset_credentials(
+    session: Session, actor: str, username: str, password: str, reason: str
+) -> None:
+    """An operator's reset: new password, TOTP enrolment cleared, lockout lifted."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise SdeError("a reset needs a reason (it is kept in the audit log)")
+    person = get_person(session, username)
+    cred = session.get(Credential, person.id)
+    if cred is None:
+        raise NotFound(f"user {username!r} has no sign-in credentials yet; set a password first")
+    cred.password_hash = _hasher.hash(_check_password(password))
+    cred.password_set_at = _now()
+    was_enrolled = cred.enrolled_at is not None
+    cred.totp_secret, cred.enrolled_at = None, None
+    cred.failed_attempts, cred.locked_until = 0, None
+    record(
+        session,
+        actor=actor,
+        action="hub.credentials.reset",
+        target=f"person:{username}",
+        details={"reason": reason[:500], "totp_was_enrolled": was_enrolled},
+    )
+
+
+@write_operation("hub.totp.enrol")
+def enrol_totp(session: Session, actor: str, username: str, secret: str, cipher: Fernet) -> None:
+    """Store a verified TOTP secret (encrypted); the person must have a password."""
+    person = get_person(session, username)
+    cred = session.get(Credential, person.id)
+    if cred is None:
+        raise NotFound(f"user {username!r} has no sign-in credentials")
+    if cred.enrolled_at is not None:
+        raise SdeError(f"user {username!r} is already enrolled; an operator reset comes first")
+    cred.totp_secret = cipher.encrypt(secret.encode()).decode()
+    cred.enrolled_at = _now()
+    record(session, actor=actor, action="hub.totp.enrol", target=f"person:{username}")
+
+
+@write_operation("hub.login.success")
+def record_login_success(session: Session, username: str, *, method: str = "password+totp") -> None:
+    person = get_person(session, username)
+    cred = session.get(Credential, person.id)
+    if cred is not None:
+        cred.failed_attempts, cred.locked_until, cred.last_login_at = 0, None, _now()
+    record(
+        session,
+        actor=f"user:{username}",
+        action="hub.login.success",
+        target=f"person:{username}",
+        details={"method": method},
+    )
+
+
+def _login_target(username: str) -> str:
+    # The name is attacker-typed: keep it short and printable in the log.
+    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "?", username)[:64] or "?"
+    return f"person:{cleaned}"
+
+
+@write_operation("hub.login.failure")
+def record_login_failure(
+    session: Session,
+    username: str,
+    reason: str,
+    *,
+    max_failures: int,
+    lockout_seconds: int,
+) -> bool:
+    """Count a failed attempt; locks the account at `max_failures`. True when now locked."""
+    target = _login_target(username)
+    person = session.scalar(select(Person).where(Person.username == username))
+    cred = session.get(Credential, person.id) if person is not None else None
+    locked = False
+    already_locked = cred is not None and (_aware(cred.locked_until) or _now()) > _now()
+    if cred is not None and not already_locked:
+        cred.failed_attempts = (cred.failed_attempts or 0) + 1
+        if cred.failed_attempts >= max_failures:
+            cred.locked_until = _now() + timedelta(seconds=lockout_seconds)
+            locked = True
+    record(
+        session,
+        actor=target.replace("person:", "user:", 1),
+        action="hub.login.failure",
+        target=target,
+        details={"reason": reason, "failed_attempts": cred.failed_attempts if cred else None},
+    )
+    if locked and cred is not None:
+        until = _aware(cred.locked_until)
+        record(
+            session,
+            actor="sde:hub",
+            action="hub.login.lockout",
+            target=target,
+            details={
+                "failed_attempts": cred.failed_attempts,
+                "locked_until": until.isoformat() if until else None,
+            },
+        )
+    return locked

@@ -1,0 +1,141 @@
+"""One hardened workspace container per person x project, after asking the registry.
+
+The named server's name is the project slug. At every start the registry's
+`access_decision` is asked at that moment, so a lapse (accreditation,
+training, project dates or status, membership) stops the next spawn at once;
+a refusal is shown to the person with every reason and audited. Starts and
+stops are audited too.
+
+The container gets the project's provisioned data read-only at /data, a
+persistent work volume of its own (person x project), the hardening and the
+internal (no egress) network of `sde.workspaces`, and a Jupyter configuration
+that removes the /files/ handler and the JupyterLab download commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Unicode
+
+from sde.hub import events
+from sde.hub.store import Store
+from sde.registry.access import access_decision
+
+# Read-only Jupyter configuration for every workspace (see jupyter-config/).
+JUPYTER_CONFIG = Path(__file__).with_name("jupyter-config")
+JUPYTER_CONFIG_MOUNT = "/opt/sde/jupyter-config"
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
+
+
+class SpawnRefused(web.HTTPError):
+    """A spawn the registry does not allow; its message is what the person sees."""
+
+    def __init__(self, project: str, reasons: list[str]) -> None:
+        self.reasons = reasons
+        message = f"Workspace for project {project} refused: " + "; ".join(reasons) + "."
+        super().__init__(403, message.replace("%", "%%"))
+        self.jupyterhub_message = message
+
+
+def work_volume_name(username: str, project: str) -> str:
+    return f"sde-work-{username}-{project}"
+
+
+class WorkspaceSpawner(DockerSpawner):
+    """DockerSpawner that asks the registry first and mounts the project's data."""
+
+    work_dir = Unicode(
+        "/home/researcher/work",
+        config=True,
+        help="Where the person x project work volume is mounted in the container.",
+    )
+    data_dir = Unicode(
+        "/data", config=True, help="Where the project's data is mounted (read-only)."
+    )
+    projects_dir = Unicode(
+        "", config=True, help="Host directory of provisioned projects; empty: the sde setting."
+    )
+
+    @cached_property
+    def store(self) -> Store:
+        return Store()
+
+    @property
+    def project(self) -> str:
+        return str(self.name or "")
+
+    def _decide(self) -> list[str]:
+        """Reasons to refuse this spawn now (empty when allowed); a refusal is audited."""
+        username, project = self.user.name, self.project
+        if not project:
+            return [
+                "a workspace belongs to a project: start a named server whose name is the "
+                "project's short name (slug)"
+            ]
+        if not SLUG.fullmatch(project):
+            return [f"{project[:40]!r} is not a project short name (a-z, 0-9, -)"]
+        with self.store.read() as s:
+            decision = access_decision(s, username, project)
+        if not decision.allowed:
+            with self.store.write() as s:
+                events.record_refusal(s, username, project, decision.reasons)
+            return decision.reasons
+        return []
+
+    def _project_data(self) -> Path:
+        root = Path(self.projects_dir or self.store.settings.projects_dir)
+        data = root / self.project / "data"
+        if not (data / "project.duckdb").is_file():
+            raise web.HTTPError(
+                409,
+                f"Project {self.project} has no provisioned data yet: an operator runs "
+                f"`sde projects provision {self.project}`.",
+            )
+        return data
+
+    async def start(self) -> Any:
+        reasons = await asyncio.to_thread(self._decide)
+        if reasons:
+            raise SpawnRefused(self.project or "(none)", reasons)
+        data = self._project_data()
+        self.read_only_volumes = {
+            str(data): self.data_dir,
+            str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
+        }
+        self.volumes = {work_volume_name(self.user.name, self.project): self.work_dir}
+        self.environment.update(
+            {
+                "SDE_PROJECT": self.project,
+                "SDE_DATA_DIR": self.data_dir,
+                "JUPYTER_CONFIG_PATH": JUPYTER_CONFIG_MOUNT,
+            }
+        )
+        result = await super().start()
+        await asyncio.to_thread(self._audit_spawn)
+        return result
+
+    def _audit_spawn(self) -> None:
+        with self.store.write() as s:
+            events.record_spawn(
+                s,
+                self.user.name,
+                self.project,
+                {"image": self.image, "container": (self.object_id or "")[:12]},
+            )
+
+    async def stop(self, now: bool = False) -> None:
+        container = (self.object_id or "")[:12]
+        await super().stop(now=now)
+        if self.project:
+            await asyncio.to_thread(self._audit_stop, container)
+
+    def _audit_stop(self, container: str) -> None:
+        with self.store.write() as s:
+            events.record_stop(s, "sde:hub", self.user.name, self.project, {"container": container})
