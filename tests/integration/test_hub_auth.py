@@ -1,0 +1,180 @@
+"""Sign-in at a real JupyterHub: password + TOTP, enrolment, lockout, operator reset.
+
+One hub process serves the module; each test uses its own registry people.
+No Docker needed: the hub runs with hub.docker=false (sign-in only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from sde.audit import list_events
+from sde.core.db import transaction
+from sde.hub.client import HubClient
+from sde.hub.credentials import credential_of
+from tests.support.cli import run_sde
+from tests.support.hub import PASSWORD, HubSite, make_site, running
+from tests.support.registry import make_person
+
+PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+    s = make_site(tmp_path_factory.mktemp("hub-auth") / "home")
+    for name in PEOPLE:
+        make_person(s.engine, name)
+    with running(s):
+        yield s
+
+
+@pytest.fixture
+def client(site: HubSite) -> Iterator[HubClient]:
+    with HubClient(site.url) as c:
+        yield c
+
+
+def events(site: HubSite, action: str, target: str) -> list[dict]:
+    return [e for e in list_events(site.engine, action=action) if e["target"] == target]
+
+
+def test_hub_login_first_sign_in_enrols_totp_then_code_is_required(site, client):
+    site.set_password("enid")
+    first = client.login("enid", PASSWORD)
+    assert not first.ok and first.ticket and first.enrolment_secret
+    secret = first.enrolment_secret
+
+    wrong = client.confirm_enrolment("enid", first.ticket, "000000")
+    assert not wrong.ok
+    assert "did not match" in wrong.error
+    ok = client.confirm_enrolment("enid", wrong.ticket or "", pyotp.TOTP(secret).now())
+    assert ok.ok, ok
+
+    with HubClient(site.url) as again:
+        assert not again.login("enid", PASSWORD).ok, "a code is required once enrolled"
+        assert again.login("enid", PASSWORD, pyotp.TOTP(secret).now()).ok
+        assert again.api("GET", "/user").json()["name"] == "enid"
+
+    assert events(site, "hub.totp.enrol", "person:enid")
+    methods = [e["details"]["method"] for e in events(site, "hub.login.success", "person:enid")]
+    assert methods == ["password+totp-enrolment", "password+totp"]
+    with transaction(site.engine) as s:
+        cred = credential_of(s, "enid")
+        assert cred is not None and cred.totp_secret
+        assert secret not in cred.totp_secret, "TOTP secret must be encrypted at rest"
+        assert cred.password_hash.startswith("$argon2id$")
+
+
+def test_hub_login_wrong_totp_code_is_refused(site, client):
+    site.enrol("walt")
+    good = pyotp.TOTP(site.secrets["walt"]).now()
+    wrong = f"{(int(good) + 1) % 1_000_000:06d}"
+    result = client.login("walt", PASSWORD, wrong)
+    assert not result.ok and result.status == 403
+    assert result.error == "Invalid username or password"
+    reasons = [e["details"]["reason"] for e in events(site, "hub.login.failure", "person:walt")]
+    assert reasons == ["wrong authenticator code"]
+    assert client.login("walt", PASSWORD, site.code("walt")).ok
+
+
+def test_hub_login_wrong_password_is_refused_and_audited(site, client):
+    site.enrol("ada")
+    result = client.login("ada", "not the password", site.code("ada"))
+    assert not result.ok and result.status == 403
+    assert [e["details"]["reason"] for e in events(site, "hub.login.failure", "person:ada")] == [
+        "wrong password"
+    ]
+
+
+def test_hub_login_unknown_user_is_refused_and_audited(site, client):
+    result = client.login("nobody-here", PASSWORD, "123456")
+    assert not result.ok and result.error == "Invalid username or password"
+    assert events(site, "hub.login.failure", "person:nobody-here")
+
+
+def test_hub_login_locks_after_repeated_failures_and_is_audited(site, client):
+    site.enrol("lock")
+    for _ in range(2):
+        r = client.login("lock", "bad password!", site.code("lock"))
+        assert r.error == "Invalid username or password"
+    third = client.login("lock", "bad password!", site.code("lock"))
+    assert third.status == 403 and "locked" in third.error
+    # While locked, even the right password and code are refused.
+    right = client.login("lock", PASSWORD, site.code("lock"))
+    assert not right.ok and "locked" in right.error
+    lockouts = events(site, "hub.login.lockout", "person:lock")
+    assert len(lockouts) == 1 and lockouts[0]["details"]["failed_attempts"] == 3
+    failures = events(site, "hub.login.failure", "person:lock")
+    assert [e["details"]["reason"] for e in failures][-1] == "account locked"
+
+
+def test_hub_credentials_reset_by_operator_is_audited_and_needs_re_enrolment(
+    site, client, capsys, monkeypatch
+):
+    from sde.cli import context
+
+    site.enrol("rosa")
+    for _ in range(3):
+        client.login("rosa", "bad password!", "000000")
+    assert "locked" in client.login("rosa", PASSWORD, site.code("rosa")).error
+
+    for key, value in site.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SDE_ACTOR", "cli:oscar")
+    context.reset()
+    refused = run_sde(capsys, "hub", "credentials", "reset", "rosa", "--reason", "")
+    assert refused.code == 2 and refused.err.startswith("error: a reset needs a reason")
+    out = run_sde(capsys, "hub", "credentials", "reset", "rosa", "--reason", "lost phone")
+    context.reset()
+    assert out.code == 0, out.err
+    new_password = out.out.split("new password for rosa:")[1].split()[0]
+
+    reset = events(site, "hub.credentials.reset", "person:rosa")
+    assert len(reset) == 1
+    assert reset[0]["actor"] == "cli:oscar"
+    assert reset[0]["details"]["reason"] == "lost phone"
+
+    assert not client.login("rosa", PASSWORD, site.code("rosa")).ok, "old password is gone"
+    again = client.login("rosa", new_password)
+    assert again.enrolment_secret and again.enrolment_secret != site.secrets["rosa"]
+    assert client.confirm_enrolment(
+        "rosa", again.ticket or "", pyotp.TOTP(again.enrolment_secret).now()
+    ).ok
+
+
+def test_hub_credentials_short_password_is_refused_and_nothing_written(site, capsys, monkeypatch):
+    import io
+
+    from sde.cli import context
+
+    for key, value in site.env.items():
+        monkeypatch.setenv(key, value)
+    context.reset()
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    out = run_sde(capsys, "hub", "credentials", "set-password", "nemo", "--password-stdin")
+    context.reset()
+    assert out.code == 2 and "at least 12 characters" in out.err
+    with transaction(site.engine) as s:
+        assert credential_of(s, "nemo") is None
+    assert not events(site, "hub.password.set", "person:nemo")
+
+
+def test_hub_signed_in_user_has_no_admin_rights(site, client):
+    site.enrol("ivy")
+    assert client.login("ivy", PASSWORD, site.code("ivy")).ok
+    assert client.api("GET", "/users").status_code == 403
+    assert client.api("POST", "/users/opal/servers/x").status_code in (403, 404)
+    me = client.api("GET", "/user").json()
+    assert me["admin"] is False and me["roles"] == ["user"]
+
+
+def test_hub_state_files_are_private(site):
+    hub_dir = Path(site.settings.home) / "hub"
+    for name in ("jupyterhub_cookie_secret", "proxy-token"):
+        assert (hub_dir / name).stat().st_mode & 0o077 == 0, name
+    key = Path(site.settings.home) / "keys" / "hub-totp.key"
+    assert key.stat().st_mode & 0o077 == 0

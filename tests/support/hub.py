@@ -1,0 +1,97 @@
+"""A real JupyterHub on free loopback ports, over a registry built for the test."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyotp
+from sqlalchemy import Engine
+
+from sde.core.config import Settings, load_settings
+from sde.core.db import make_engine, transaction
+from sde.core.schema import ensure_schema
+from sde.hub import credentials
+from sde.hub.launch import HubProcess
+from tests.support.registry import ACTOR
+
+PASSWORD = "correct horse battery staple"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class HubSite:
+    home: Path
+    env: dict[str, str]
+    settings: Settings
+    engine: Engine
+    hub: HubProcess | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        assert self.hub is not None
+        return self.hub.url
+
+    def set_password(self, username: str, password: str = PASSWORD) -> None:
+        with transaction(self.engine) as s:
+            credentials.set_password(s, ACTOR, username, password)
+
+    def enrol(self, username: str, password: str = PASSWORD) -> str:
+        """Give `username` a password and an enrolled authenticator; returns the TOTP secret."""
+        self.set_password(username, password)
+        secret = credentials.generate_totp_secret()
+        cipher = credentials.totp_cipher(self.settings.home / "keys" / "hub-totp.key")
+        with transaction(self.engine) as s:
+            credentials.enrol_totp(s, ACTOR, username, secret, cipher)
+        self.secrets[username] = secret
+        return secret
+
+    def code(self, username: str) -> str:
+        return pyotp.TOTP(self.secrets[username]).now()
+
+
+def site_env(home: Path, docker: bool, **extra: str) -> dict[str, str]:
+    env = {
+        "SDE_HOME": str(home),
+        "SDE_DATABASE_URL": f"sqlite:///{home / 'sde.db'}",
+        "SDE_HUB_PORT": str(free_port()),
+        "SDE_HUB_API_PORT": str(free_port()),
+        "SDE_HUB_DOCKER": "true" if docker else "false",
+        "SDE_HUB_MAX_FAILURES": "3",
+        "SDE_HUB_LOCKOUT_SECONDS": "600",
+    }
+    if not docker:
+        env["SDE_HUB_API_IP"] = "127.0.0.1"
+    env.update(extra)
+    return env
+
+
+def make_site(home: Path, docker: bool = False, **extra: str) -> HubSite:
+    home.mkdir(parents=True, exist_ok=True)
+    env = site_env(home, docker, **extra)
+    settings = load_settings(env)
+    engine = make_engine(settings.database_url)
+    ensure_schema(engine)
+    return HubSite(home=home, env=env, settings=settings, engine=engine)
+
+
+@contextmanager
+def running(site: HubSite) -> Iterator[HubSite]:
+    import os
+
+    site.hub = HubProcess(site.settings, env={**os.environ, **site.env})
+    site.hub.start()
+    try:
+        yield site
+    finally:
+        site.hub.stop()
+        site.engine.dispose()
