@@ -77,6 +77,9 @@ def seed_registry(session: Session) -> list[str]:
 
 def demo(
     persons: int = typer.Option(10_000, "--persons", help="Synthetic persons for the demo data."),
+    no_hub: bool = typer.Option(
+        False, "--no-hub", help="Prepare the demo accounts but do not start the hub."
+    ),
 ) -> None:
     """Seed a demonstration registry and print what is there."""
     console.print(f"SDE_HOME: {settings().home}")
@@ -89,6 +92,9 @@ def demo(
     _ = persons, date  # the data demo (issue 3) uses these
     console.print("people: " + ", ".join(p[0] for p in DEMO_PEOPLE))
     console.print(f"try: sde access check alice {DEMO_PROJECT}")
+    from sde.hub.demo import demo_hub
+
+    demo_hub(settings(), start=not no_hub)
 
 
 def register(app: typer.Typer) -> None:

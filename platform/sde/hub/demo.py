@@ -80,3 +80,31 @@ def current_code(settings: Settings, username: str) -> str:
     if entry is None:
         raise NotFound(f"{username!r} is not a demo account prepared by `sde demo`")
     return str(creds.totp(entry["totp"]).now())
+
+
+DEMO_ROLES = {
+    "alice": "researcher (principal investigator of the demo project)",
+    "bob": "researcher",
+    "carol": "output checker",
+    "dan": "output checker",
+    "erin": "auditor",
+    "oscar": "operator",
+}
+
+
+def demo_hub(settings: Settings, start: bool = True) -> list[tuple[str, str, str]]:
+    """Prepare the demo accounts, print how to sign in, then (optionally) run the hub."""
+    from sde.hub.launch import exec_hub, hub_url
+    from sde.hub.store import Store
+
+    store = Store(settings)
+    with store.write() as session:
+        accounts = prepare_demo_accounts(session, list(DEMO_ROLES), settings)
+    print(f"\nhub: {hub_url(settings)}  (sign in with username, password and code)")
+    for username, password, secret in accounts:
+        print(f"  {username:<6} {DEMO_ROLES[username]}")
+        print(f"         password {password}  TOTP secret {secret}")
+    print("  current code of a demo account: sde hub demo-code USERNAME")
+    if start:
+        exec_hub(settings)
+    return accounts

@@ -132,6 +132,10 @@ class WorkspaceSpawner(DockerSpawner):
 
     async def stop(self, now: bool = False) -> None:
         container = (self.object_id or "")[:12]
+        if not container:
+            # A refused or failed start made no container: nothing to stop or audit.
+            self.clear_state()
+            return
         await super().stop(now=now)
         if self.project:
             await asyncio.to_thread(self._audit_stop, container)
