@@ -1,0 +1,79 @@
+"""The researcher guide's screenshots, taken from a real headless Chromium at a real hub.
+
+Sign-in with TOTP enrolment through the browser, then the home page listing
+the person's projects. The screenshots land in docs/images/ (the guide links
+them), so the guide always shows what the hub really looks like.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyotp
+import pytest
+
+from tests.conftest import require_service
+from tests.support.hub import PASSWORD, HubSite, make_site, running
+from tests.support.registry import make_active_project, make_person
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+    s = make_site(tmp_path_factory.mktemp("hub-browser") / "home")
+    make_person(s.engine, "alice")
+    make_active_project(s.engine, "diabetes-outcomes", "alice")
+    s.set_password("alice")
+    with running(s):
+        yield s
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    require_service("chromium", os.access(CHROMIUM, os.X_OK), "apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        context = browser.new_context(viewport={"width": 1100, "height": 760})
+        yield context.new_page()
+        browser.close()
+
+
+def test_researcher_guide_sign_in_enrol_and_home_screenshots(site, page, tmp_path):
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    page.goto(f"{site.url}/hub/login")
+    page.fill("#username_input", "alice")
+    page.fill("#password_input", PASSWORD)
+    page.screenshot(path=str(shots / "sign-in.png"))
+    page.click("#login_submit")
+
+    page.wait_for_selector("#totp-secret")
+    assert "Set up your authenticator" in page.content()
+    secret = page.get_attribute("#totp-secret", "data-secret")
+    assert secret
+    page.screenshot(path=str(shots / "enrol-totp.png"))
+    page.fill("#otp_input", pyotp.TOTP(secret).now())
+    page.click("#enrol_submit")
+
+    page.wait_for_selector("#sde-projects")
+    row = page.inner_text("#sde-projects")
+    assert "diabetes-outcomes" in row and "allowed" in row
+    page.screenshot(path=str(shots / "home.png"))
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    for shot in shots.iterdir():
+        assert shot.stat().st_size > 5_000, f"{shot.name} looks empty"
+        shutil.copyfile(shot, IMAGES / shot.name)
