@@ -25,6 +25,22 @@ from tests.support.registry import ACTOR, audit_count, make_active_project, make
 H = "ab" * 32
 
 
+def _import_every_sde_module() -> None:
+    """Write operations register on import; import them all so none is missed."""
+    import importlib
+    import pkgutil
+
+    import sde
+
+    for info in pkgutil.walk_packages(sde.__path__, "sde."):
+        if ".migrations" in info.name or info.name.endswith("jupyterhub_config"):
+            continue
+        importlib.import_module(info.name)
+
+
+_import_every_sde_module()
+
+
 def _setup(engine: Engine) -> None:
     make_person(engine, "alice")
     make_person(engine, "bob")

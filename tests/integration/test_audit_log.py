@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from sde.audit import CheckpointSigner, EventIn, append_many, checkpoint, record, verify
-from sde.audit.chain import GENESIS, canonical_details, event_hash, message
+from sde.audit.chain import GENESIS, PREV_SLICE, event_body, event_hash
 from sde.audit.schema import append_only_ddl, drop_append_only_ddl
 from sde.core.db import transaction
 
@@ -50,18 +50,17 @@ def drop_triggers(engine: Engine) -> None:
 def tamper(engine: Engine, sql: str, **params: object) -> None:
     drop_triggers(engine)
     with engine.begin() as conn:
+        before = conn.execute(text("SELECT body FROM audit_events ORDER BY seq")).all()
         conn.execute(text(sql), params)
+        after = conn.execute(text("SELECT body FROM audit_events ORDER BY seq")).all()
+    assert before != after, "the tampering statement changed nothing"
 
 
 def rehash_from(engine: Engine, start: int) -> None:
     """Recompute the chain from `start` on, as an attacker covering their tracks would."""
     with engine.begin() as conn:
         rows = conn.execute(
-            text(
-                "SELECT seq, ts, actor, action, target, project, details FROM audit_events "
-                "WHERE seq >= :s ORDER BY seq"
-            ),
-            {"s": start},
+            text("SELECT seq, body FROM audit_events WHERE seq >= :s ORDER BY seq"), {"s": start}
         ).all()
         prev = (
             conn.execute(
@@ -69,11 +68,12 @@ def rehash_from(engine: Engine, start: int) -> None:
             ).scalar()
             or GENESIS
         )
-        for seq, ts, actor, action, target, project, details in rows:
-            h = event_hash(message(prev, seq, ts, actor, action, target, project, details))
+        for seq, body in rows:
+            body = body[: PREV_SLICE.start] + prev + body[PREV_SLICE.stop :]
+            h = event_hash(body)
             conn.execute(
-                text("UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s"),
-                {"p": prev, "h": h, "s": seq},
+                text("UPDATE audit_events SET body = :b, hash = :h WHERE seq = :s"),
+                {"b": body, "h": h, "s": seq},
             )
             prev = h
 
@@ -91,11 +91,24 @@ def test_audit_record_hash_covers_every_field(engine):
         record(s, actor="alice", action="x.y", target="t:1", project="p", details={"b": 2, "a": 1})
     with engine.connect() as conn:
         row = conn.execute(text("SELECT * FROM audit_events")).mappings().one()
-    assert row["details"] == canonical_details({"a": 1, "b": 2}) == '{"a":1,"b":2}'
-    assert row["prev_hash"] == GENESIS
-    assert row["hash"] == event_hash(
-        message(GENESIS, 1, row["ts"], "alice", "x.y", "t:1", "p", row["details"])
+    assert row["body"] == event_body(
+        GENESIS, row["ts"], "alice", "x.y", "t:1", "p", {"a": 1, "b": 2}
     )
+    assert row["body"].endswith(',"details":{"a":1,"b":2}}')
+    assert row["hash"] == event_hash(row["body"])
+    assert (row["actor"], row["action"], row["target"], row["project"]) == (
+        "alice",
+        "x.y",
+        "t:1",
+        "p",
+    )
+
+
+def test_audit_derived_columns_cannot_be_edited_apart_from_the_body(engine):
+    fill(engine, 3)
+    drop_triggers(engine)
+    with pytest.raises(DBAPIError), engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2"))
 
 
 def test_audit_record_rolls_back_with_its_transaction(engine):
@@ -108,14 +121,14 @@ def test_audit_record_rolls_back_with_its_transaction(engine):
 
 
 def test_audit_record_rejects_line_breaks(engine):
-    with pytest.raises(ValueError, match="line breaks"), transaction(engine) as s:
+    with pytest.raises(ValueError, match="control characters"), transaction(engine) as s:
         record(s, actor="a\nb", action="x", target="t")
 
 
 @pytest.mark.parametrize(
     "statement",
     [
-        "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2",
+        "UPDATE audit_events SET hash = 'x' WHERE seq = 2",
         "DELETE FROM audit_events WHERE seq = 2",
         "UPDATE audit_checkpoints SET hash = 'x'",
         "DELETE FROM audit_checkpoints",
@@ -142,7 +155,12 @@ def test_audit_trigger_refuses_emptying_the_table(engine):
 
 def test_audit_verify_detects_edited_event(engine, signer, witness):
     fill(engine, 10)
-    tamper(engine, "UPDATE audit_events SET details = :d WHERE seq = 6", d='{"i":999}')
+    tamper(
+        engine,
+        "UPDATE audit_events SET body = replace(body, :a, :b) WHERE seq = 6",
+        a='"i":5}',
+        b='"i":999}',
+    )
     report = verify(engine, signer, witness)
     assert not report.ok and report.first_bad_seq == 6
     assert "does not match its hash" in (report.problem or "")
@@ -150,7 +168,12 @@ def test_audit_verify_detects_edited_event(engine, signer, witness):
 
 def test_audit_verify_detects_edited_actor_column(engine, signer, witness):
     fill(engine, 10)
-    tamper(engine, "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 3")
+    tamper(
+        engine,
+        "UPDATE audit_events SET body = replace(body, :a, :b) WHERE seq = 3",
+        a='"actor":"user2"',
+        b='"actor":"someone-else"',
+    )
     assert verify(engine, signer, witness).first_bad_seq == 3
 
 
@@ -169,21 +192,13 @@ def test_audit_verify_detects_swapped_events(engine, signer, witness):
         rows = {
             r.seq: r
             for r in conn.execute(
-                text(
-                    "SELECT seq, ts, actor, action, target, project, details, prev_hash, hash "
-                    "FROM audit_events WHERE seq IN (5, 6)"
-                )
+                text("SELECT seq, body, hash FROM audit_events WHERE seq IN (5, 6)")
             )
         }
         for seq, other in ((5, 6), (6, 5)):
-            r = rows[other]
             conn.execute(
-                text(
-                    "UPDATE audit_events SET ts=:ts, actor=:actor, action=:action, target=:target, "
-                    "project=:project, details=:details, prev_hash=:prev_hash, hash=:hash "
-                    "WHERE seq=:seq"
-                ),
-                {**r._mapping, "seq": seq},
+                text("UPDATE audit_events SET body = :b, hash = :h WHERE seq = :s"),
+                {"b": rows[other].body, "h": rows[other].hash, "s": seq},
             )
     report = verify(engine, signer, witness)
     assert not report.ok and report.first_bad_seq == 5
@@ -214,7 +229,12 @@ def test_audit_verify_detects_rewritten_chain(engine, signer, witness):
     checkpoint(engine, signer, witness)
     fill(engine, 5, start=5)
     checkpoint(engine, signer, witness)
-    tamper(engine, "UPDATE audit_events SET actor = 'covered-up' WHERE seq = 8")
+    tamper(
+        engine,
+        "UPDATE audit_events SET body = replace(body, :a, :b) WHERE seq = 8",
+        a='"action":"test.event"',
+        b='"action":"covered.up"',
+    )
     rehash_from(engine, 8)
     # The chain alone now looks perfect ...
     with engine.connect() as conn:

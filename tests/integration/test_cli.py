@@ -205,11 +205,16 @@ def test_cli_audit_verify_exit_code_names_first_bad_seq(sde_home, capsys, db_url
     with eng.begin() as conn:
         for stmt in drop_append_only_ddl(eng.dialect.name):
             conn.exec_driver_sql(stmt)
-        conn.execute(text("UPDATE audit_events SET target = 'person:mallory' WHERE seq = 3"))
+        conn.execute(
+            text(
+                "UPDATE audit_events SET body = replace(body, 'person:alice', 'person:mallory') "
+                "WHERE seq = 1"
+            )
+        )
     eng.dispose()
     result = run_sde(capsys, "audit", "verify")
     assert result.code == 1
-    assert "first bad seq 3" in result.out
+    assert "first bad seq 1" in result.out
 
 
 def test_cli_audit_log_filters(sde_home, capsys):

@@ -1,10 +1,14 @@
 """The hash chain: what exactly is hashed.
 
-An event's hash is SHA-256 over its fields joined by newlines, starting with
-the previous event's hash. Fields are validated to hold no newline and
-`details` is canonical JSON (which escapes newlines), so the joined form is
-unambiguous. Verification builds the same string inside the database
-(`message_sql`) so that only hashing is left to Python.
+Each event is stored as `body`, canonical JSON with a fixed key order:
+
+    {"prev":"<64 hex>","ts":"...","actor":"...","action":"...","target":"...",
+     "project":"...","details":{...sorted keys...}}
+
+and `hash` = SHA-256 of the body's UTF-8 bytes. The previous event's hash
+sits at a fixed offset (`PREV_SLICE`), so the verifier checks links without
+parsing JSON. One stored string per event keeps verification close to the
+cost of hashing alone.
 """
 
 from __future__ import annotations
@@ -14,10 +18,8 @@ import json
 from typing import Any
 
 GENESIS = "0" * 64
-SEP = "\n"
-
-# Column order of the hashed message; the verifier's SQL uses the same order.
-MESSAGE_FIELDS = ("prev_hash", "seq", "ts", "actor", "action", "target", "project", "details")
+_PREFIX = '{"prev":"'
+PREV_SLICE = slice(len(_PREFIX), len(_PREFIX) + 64)
 
 
 def canonical_details(details: dict[str, Any] | None) -> str:
@@ -26,24 +28,32 @@ def canonical_details(details: dict[str, Any] | None) -> str:
     )
 
 
-def message(
+def _s(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def event_body(
     prev_hash: str,
-    seq: int,
     ts: str,
     actor: str,
     action: str,
     target: str,
     project: str,
-    details: str,
+    details: dict[str, Any] | None,
 ) -> str:
-    return SEP.join((prev_hash, str(seq), ts, actor, action, target, project, details))
+    if len(prev_hash) != 64:
+        raise ValueError("previous hash must be 64 hex characters")
+    return (
+        f'{_PREFIX}{prev_hash}","ts":{_s(ts)},"actor":{_s(actor)},"action":{_s(action)},'
+        f'"target":{_s(target)},"project":{_s(project)},"details":{canonical_details(details)}}}'
+    )
 
 
-def event_hash(msg: str) -> str:
-    return hashlib.sha256(msg.encode("utf-8")).hexdigest()
+def event_hash(body: str | bytes) -> str:
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    return hashlib.sha256(data).hexdigest()
 
 
-def message_sql() -> str:
-    """SQL expression building `message(...)` from an audit_events row (SQLite and PostgreSQL)."""
-    parts = [f"CAST({f} AS TEXT)" if f == "seq" else f for f in MESSAGE_FIELDS]
-    return " || :sep || ".join(parts)
+def parse_body(body: str) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(body)
+    return result

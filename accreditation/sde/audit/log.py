@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
-from sde.audit.chain import GENESIS, canonical_details, event_hash, message
+from sde.audit.chain import GENESIS, event_body, event_hash
 from sde.audit.guard import mark_audited
 from sde.audit.schema import audit_events
 
@@ -38,8 +38,8 @@ def _clean(name: str, value: str | None, required: bool = True) -> str:
     value = value or ""
     if required and not value:
         raise ValueError(f"audit event needs a {name}")
-    if any(ch in value for ch in "\n\r\x00"):
-        raise ValueError(f"audit event {name} must not contain line breaks or NUL: {value!r}")
+    if any(ord(ch) < 0x20 for ch in value):
+        raise ValueError(f"audit event {name} must not contain control characters: {value!r}")
     return value
 
 
@@ -47,7 +47,7 @@ def _head(session: Session) -> tuple[int, str]:
     """(last seq, last hash) of the chain, locked against concurrent appenders."""
     cached = session.info.get(_HEAD_KEY)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return (int(cached[0]), str(cached[1]))
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_APPEND_LOCK})
     # SQLite transactions start with BEGIN IMMEDIATE (sde.core.db), which already
@@ -69,21 +69,9 @@ def append_many(session: Session, events: Iterable[EventIn], ts: str | None = No
         action = _clean("action", ev.action)
         target = _clean("target", ev.target)
         project = _clean("project", ev.project, required=False)
-        details = canonical_details(dict(ev.details))
-        h = event_hash(message(prev, seq, stamp, actor, action, target, project, details))
-        rows.append(
-            {
-                "seq": seq,
-                "ts": stamp,
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "project": project,
-                "details": details,
-                "prev_hash": prev,
-                "hash": h,
-            }
-        )
+        body = event_body(prev, stamp, actor, action, target, project, dict(ev.details))
+        h = event_hash(body)
+        rows.append({"seq": seq, "body": body, "hash": h})
         prev = h
     if rows:
         session.execute(insert(audit_events), rows)

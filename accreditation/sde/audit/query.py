@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, select
 
+from sde.audit.chain import parse_body
 from sde.audit.schema import audit_events
 
 
@@ -22,21 +22,22 @@ def list_events(
     limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Events in sequence order; `since`/`until` are ISO timestamps (UTC) or dates."""
-    q = select(audit_events).order_by(audit_events.c.seq)
+    c = audit_events.c
+    q = select(c.seq, c.body, c.hash).order_by(c.seq)
     if project is not None:
-        q = q.where(audit_events.c.project == project)
+        q = q.where(c.project == project)
     if actor is not None:
-        q = q.where(audit_events.c.actor == actor)
+        q = q.where(c.actor == actor)
     if action is not None:
-        q = q.where(audit_events.c.action.startswith(action))
+        q = q.where(c.action.startswith(action))
     if since is not None:
-        q = q.where(audit_events.c.ts >= since)
+        q = q.where(c.ts >= since)
     if until is not None:
-        q = q.where(audit_events.c.ts < until)
+        q = q.where(c.ts < until)
     if limit is not None:
         q = q.limit(limit)
     with engine.connect() as conn:
-        for row in conn.execute(q):
-            event = dict(row._mapping)
-            event["details"] = json.loads(event["details"])
-            yield event
+        for seq, body, h in conn.execute(q):
+            event = parse_body(body)
+            prev = event.pop("prev")
+            yield {"seq": seq, **event, "prev_hash": prev, "hash": h}

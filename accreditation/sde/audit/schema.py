@@ -3,25 +3,56 @@ rolls back with the write it describes."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Computed, Index, Integer, String, Table, Text
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement
 
 from sde.core.db import Base
 
 # BigInteger on PostgreSQL, INTEGER (the rowid alias) on SQLite.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
+
+class body_field(ColumnElement[str]):
+    """A text field of the event body, for generated columns (SQLite and PostgreSQL)."""
+
+    inherit_cache = True
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.type = String()
+
+
+@compiles(body_field, "sqlite")
+def _body_field_sqlite(element: body_field, compiler: Any, **kw: Any) -> str:
+    return f"json_extract(body, '$.{element.key}')"
+
+
+@compiles(body_field, "postgresql")
+def _body_field_postgresql(element: body_field, compiler: Any, **kw: Any) -> str:
+    return f"(body::json ->> '{element.key}')"
+
+
+def _derived(name: str, length: int) -> Column[str]:
+    # Stored generated columns: queryable and indexable, but never writable on
+    # their own, so what a query shows is always what the hash covers.
+    return Column(name, String(length), Computed(body_field(name), persisted=True))
+
+
+# `body` is the exact canonical JSON that `hash` covers (see chain.py).
 audit_events = Table(
     "audit_events",
     Base.metadata,
     Column("seq", SeqType, primary_key=True, autoincrement=False),
-    Column("ts", String(32), nullable=False),
-    Column("actor", String(200), nullable=False),
-    Column("action", String(100), nullable=False),
-    Column("target", String(500), nullable=False),
-    Column("project", String(100), nullable=False, server_default=""),
-    Column("details", Text, nullable=False),
-    Column("prev_hash", String(64), nullable=False),
+    Column("body", Text, nullable=False),
     Column("hash", String(64), nullable=False),
+    _derived("ts", 32),
+    _derived("actor", 200),
+    _derived("action", 100),
+    _derived("target", 500),
+    _derived("project", 100),
     Index("ix_audit_events_project", "project"),
     Index("ix_audit_events_actor", "actor"),
     Index("ix_audit_events_ts", "ts"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from typing import Any
 
 import typer
 
@@ -17,7 +18,7 @@ app = typer.Typer(name="config", help="Configuration.", no_args_is_help=True)
 def show() -> None:
     """Print the effective settings (file, environment and defaults merged) as JSON."""
     s = settings()
-    effective = {"home": str(s.home), "config_file": str(s.config_file or "")}
+    effective: dict[str, Any] = {"home": str(s.home), "config_file": str(s.config_file or "")}
     effective.update({name: asdict(getattr(s, name)) for name in SECTIONS})
     print(json.dumps(effective, indent=1))
 

@@ -68,9 +68,9 @@ def seed_registry(session: Session) -> list[str]:
             signed_off_on=today - timedelta(days=7),
         )
         service.activate_project(session, DEMO_ACTOR, DEMO_PROJECT, "demo")
-        for username, _, _, role in DEMO_PEOPLE:
-            if role:
-                service.add_member(session, DEMO_ACTOR, DEMO_PROJECT, username, role)
+        for username, _, _, project_role in DEMO_PEOPLE:
+            if project_role:
+                service.add_member(session, DEMO_ACTOR, DEMO_PROJECT, username, project_role)
         made.append(f"project {DEMO_PROJECT} (active)")
     return made
 

@@ -27,8 +27,14 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
-def _heads(cfg: Config) -> set[str]:
-    return set(ScriptDirectory.from_config(cfg).get_heads())
+def _missing(cfg: Config, current: set[str]) -> set[str]:
+    """Revisions not yet applied. A branch that another depends on is recorded only
+    through its dependant, so "applied" means a current revision or an ancestor of one."""
+    script = ScriptDirectory.from_config(cfg)
+    applied: set[str] = set()
+    for rev in current:
+        applied.update(r.revision for r in script.iterate_revisions(rev, "base"))
+    return set(script.get_heads()) - applied
 
 
 def current_revisions(engine: Engine) -> set[str]:
@@ -39,5 +45,9 @@ def current_revisions(engine: Engine) -> set[str]:
 def ensure_schema(engine: Engine) -> None:
     """Migrate the database to the newest schema of every component (no-op when current)."""
     cfg = alembic_config(engine)
-    if current_revisions(engine) != _heads(cfg):
+    if _missing(cfg, current_revisions(engine)):
         command.upgrade(cfg, "heads")
+
+
+def is_current(engine: Engine) -> bool:
+    return not _missing(alembic_config(engine), current_revisions(engine))

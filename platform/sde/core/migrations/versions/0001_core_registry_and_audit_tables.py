@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from sde.audit.schema import append_only_ddl, drop_append_only_ddl
+from sde.audit.schema import append_only_ddl, body_field, drop_append_only_ddl
 
 revision: str = "0001_core"
 down_revision: str | Sequence[str] | None = None
@@ -44,14 +44,35 @@ def upgrade() -> None:
             autoincrement=False,
             nullable=False,
         ),
-        sa.Column("ts", sa.String(length=32), nullable=False),
-        sa.Column("actor", sa.String(length=200), nullable=False),
-        sa.Column("action", sa.String(length=100), nullable=False),
-        sa.Column("target", sa.String(length=500), nullable=False),
-        sa.Column("project", sa.String(length=100), server_default="", nullable=False),
-        sa.Column("details", sa.Text(), nullable=False),
-        sa.Column("prev_hash", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.Column(
+            "ts", sa.String(length=32), sa.Computed(body_field("ts"), persisted=True), nullable=True
+        ),
+        sa.Column(
+            "actor",
+            sa.String(length=200),
+            sa.Computed(body_field("actor"), persisted=True),
+            nullable=True,
+        ),
+        sa.Column(
+            "action",
+            sa.String(length=100),
+            sa.Computed(body_field("action"), persisted=True),
+            nullable=True,
+        ),
+        sa.Column(
+            "target",
+            sa.String(length=500),
+            sa.Computed(body_field("target"), persisted=True),
+            nullable=True,
+        ),
+        sa.Column(
+            "project",
+            sa.String(length=100),
+            sa.Computed(body_field("project"), persisted=True),
+            nullable=True,
+        ),
         sa.PrimaryKeyConstraint("seq"),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
