@@ -117,8 +117,11 @@ def random_phone(r: random.Random) -> str:
 
 
 def random_nino(r: random.Random) -> str:
-    first = r.choice("ABCEGHJKLMNPRSTWXYZ")
-    second = r.choice("ABCEGHJKLMNPRSTWXYZ")
+    # HMRC never issues D, F, I, Q, U or V first, O second either, nor these prefixes.
+    first, second = "G", "B"
+    while first + second in ("BG", "GB", "KN", "NK", "NT", "TN", "ZZ"):
+        first = r.choice("ABCEGHJKLMNOPRSTWXYZ")
+        second = r.choice("ABCEGHJKLMNPRSTWXYZ")
     return f"{first}{second} {r.randint(10, 99)} {r.randint(10, 99)} {r.randint(10, 99)} " + (
         r.choice("ABCD")
     )

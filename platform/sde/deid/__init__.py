@@ -1,0 +1,1 @@
+"""De-identification of source data: pseudonyms, generalisation, free-text scrubbing."""
