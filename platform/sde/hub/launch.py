@@ -17,7 +17,8 @@ from sde.hub.config import CONFIG_FILE, hub_dir
 
 
 def hub_command() -> list[str]:
-    return [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)]
+    config = os.environ.get("SDE_HUB_CONFIG_FILE") or str(CONFIG_FILE)
+    return [sys.executable, "-m", "jupyterhub", "-f", config]
 
 
 def hub_url(settings: Settings) -> str:

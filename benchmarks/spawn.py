@@ -1,0 +1,155 @@
+"""Sign-in to first kernel result through the hub, beside the floor with no hub.
+
+    .venv/bin/python benchmarks/spawn.py [--quick] [--runs N] [--image sde-workspace:latest]
+
+ours:  sign in at the hub's login page (password + TOTP, every registry check),
+       start the project workspace (access_decision, audit, hardened container
+       on the internal network, data mounted), start a kernel and execute
+       `1+1` over the Jupyter websocket protocol.
+floor: `docker run` of the same image starting `jupyter server`, then the
+       same kernel start and execution over the same protocol; no hub.
+
+Reports p50 and p95 of each, and the overhead (ours minus floor).
+Target: p50 overhead at most 0.5 s. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sde.hub.client import HubClient, run_in_kernel  # noqa: E402
+from tests.support.hub import PASSWORD, make_site, running  # noqa: E402
+from tests.support.hub_data import provision_project  # noqa: E402
+from tests.support.registry import make_active_project, make_person  # noqa: E402
+
+TARGET_OVERHEAD_S = 0.5
+PROJECT = "bench-project"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def ours(site_url: str, username: str, secret: str, runs: int) -> list[float]:
+    import pyotp
+
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        with HubClient(site_url) as c:
+            result = c.login(username, PASSWORD, pyotp.TOTP(secret).now())
+            if not result.ok:
+                raise SystemExit(f"sign-in failed: {result}")
+            c.api_token()
+            server = c.start_workspace(PROJECT)
+            out = c.execute(server, "1+1")
+            elapsed = time.perf_counter() - t
+            if out != "2":
+                raise SystemExit(f"kernel answered {out!r}")
+            times.append(elapsed)
+            c.stop_workspace(PROJECT)
+            _wait_stopped(c)
+    return times
+
+
+def _wait_stopped(c: HubClient, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        servers = c.api("GET", f"/users/{c.username}").json().get("servers", {})
+        if PROJECT not in servers:
+            return
+        time.sleep(0.1)
+
+
+def floor(image: str, runs: int) -> list[float]:
+    import docker
+
+    client = docker.from_env()
+    times = []
+    for _ in range(runs):
+        token = secrets.token_hex(16)
+        t = time.perf_counter()
+        container = client.containers.run(
+            image,
+            ["jupyter", "server", "--ip=0.0.0.0", "--port=8888", f"--IdentityProvider.token={token}"],
+            detach=True,
+            remove=True,
+        )
+        try:
+            container.reload()
+            ip = container.attrs["NetworkSettings"]["IPAddress"]
+            base = f"http://{ip}:8888"
+            while True:
+                try:
+                    if httpx.get(f"{base}/api", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+            out = run_in_kernel(base, "/", token, "1+1")
+            elapsed = time.perf_counter() - t
+            if out != "2":
+                raise SystemExit(f"kernel answered {out!r}")
+            times.append(elapsed)
+        finally:
+            container.stop(timeout=2)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 runs each (under a minute)")
+    ap.add_argument("--runs", type=int, default=10, help="runs of each (default 10)")
+    ap.add_argument("--image", default="sde-workspace:latest", help="workspace image")
+    args = ap.parse_args()
+    runs = 3 if args.quick else max(args.runs, 1)
+
+    with tempfile.TemporaryDirectory(prefix="sde-bench-spawn-") as tmp:
+        site = make_site(Path(tmp) / "home", docker=True, SDE_HUB_IMAGE=args.image)
+        make_person(site.engine, "alice")
+        make_active_project(site.engine, PROJECT, "alice")
+        provision_project(site, PROJECT)
+        secret = site.enrol("alice")
+        with running(site):
+            # One untimed warm-up of each: the first container start pays for page cache.
+            ours(site.url, "alice", secret, 1)
+            floor(args.image, 1)
+            ours_s = ours(site.url, "alice", secret, runs)
+            floor_s = floor(args.image, runs)
+
+    figures = {
+        "runs": runs,
+        "ours_p50_s": round(statistics.median(ours_s), 3),
+        "ours_p95_s": round(pct(ours_s, 0.95), 3),
+        "floor_p50_s": round(statistics.median(floor_s), 3),
+        "floor_p95_s": round(pct(floor_s, 0.95), 3),
+    }
+    figures["overhead_p50_s"] = round(figures["ours_p50_s"] - figures["floor_p50_s"], 3)
+    figures["overhead_p95_s"] = round(figures["ours_p95_s"] - figures["floor_p95_s"], 3)
+    figures["ratio"] = round(figures["ours_p50_s"] / figures["floor_p50_s"], 2)
+    figures["target_overhead_s"] = TARGET_OVERHEAD_S
+    print(f"{'':8}{'p50 s':>8}{'p95 s':>8}")
+    print(f"{'ours':8}{figures['ours_p50_s']:>8.3f}{figures['ours_p95_s']:>8.3f}")
+    print(f"{'floor':8}{figures['floor_p50_s']:>8.3f}{figures['floor_p95_s']:>8.3f}")
+    print(
+        f"overhead p50 {figures['overhead_p50_s']:.3f} s (target <= {TARGET_OVERHEAD_S} s), "
+        f"ratio {figures['ratio']:.2f}"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

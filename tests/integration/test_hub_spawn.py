@@ -1,0 +1,181 @@
+"""Workspaces through a real hub and real Docker.
+
+A researcher signs in at the login page with password and TOTP, starts the
+project's workspace, and runs a DuckDB query over the project's data in a
+kernel over the Jupyter websocket protocol. The workspace's own token cannot
+use the hub's admin APIs. Spawns the registry does not allow (project out of
+dates, lapsed training, not a member) are refused with their reasons, and
+audited. Network and container isolation are tested with the workspace image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from sde.audit import list_events
+from sde.core.db import transaction
+from sde.hub.client import HubClient, HubError
+from sde.registry import service
+from tests.support.hub import PASSWORD, HubSite, make_site, running
+from tests.support.hub_data import EXPECTED_COUNTS, provision_project
+from tests.support.registry import ACTOR, make_active_project, make_person, today
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+IMAGE = "sde-workspace:latest"
+
+
+@pytest.fixture(scope="module")
+def site(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+    s = make_site(tmp_path_factory.mktemp("hub-spawn") / "home", docker=True, SDE_HUB_IMAGE=IMAGE)
+    for name in ("alice", "tina", "olaf"):
+        make_person(s.engine, name)
+    make_active_project(s.engine, "cohort-a", "alice", "tina")
+    make_active_project(s.engine, "old-study", "alice")
+    with transaction(s.engine) as ses:
+        service.update_project(
+            ses,
+            ACTOR,
+            "old-study",
+            start_date=today() - timedelta(days=60),
+            end_date=today() - timedelta(days=1),
+        )
+        service.update_person(ses, ACTOR, "tina", training_expiry=today() - timedelta(days=1))
+    provision_project(s, "cohort-a")
+    provision_project(s, "old-study")
+    for name in ("alice", "tina", "olaf"):
+        s.enrol(name)
+    with running(s):
+        yield s
+
+
+def signed_in(site: HubSite, username: str) -> HubClient:
+    c = HubClient(site.url)
+    result = c.login(username, PASSWORD, site.code(username))
+    assert result.ok, result
+    c.api_token()
+    return c
+
+
+@pytest.fixture(scope="module")
+def alice_workspace(site: HubSite) -> Iterator[tuple[HubClient, str]]:
+    c = signed_in(site, "alice")
+    server = c.start_workspace("cohort-a")
+    yield c, server
+    c.stop_workspace("cohort-a")
+    c.close()
+
+
+QUERY = """
+import duckdb, json
+con = duckdb.connect('/data/project.duckdb', read_only=True)
+rows = con.sql('SELECT sex, count(*) FROM person GROUP BY sex ORDER BY sex').fetchall()
+print(json.dumps(dict(rows)))
+"""
+
+
+def test_hub_spawn_researcher_queries_project_data_over_kernel_websocket(site, alice_workspace):
+    c, server = alice_workspace
+    assert server == "/user/alice/cohort-a/"
+    out = c.execute(server, QUERY)
+    assert json.loads(out) == EXPECTED_COUNTS
+    spawns = [e for e in list_events(site.engine, action="workspace.spawn")]
+    assert [(e["actor"], e["project"]) for e in spawns] == [("user:alice", "cohort-a")]
+
+
+def test_hub_spawn_data_is_read_only_and_work_dir_writable(alice_workspace):
+    c, server = alice_workspace
+    code = """
+import os
+try:
+    open('/data/planted.txt', 'w').write('x'); print('data writable')
+except OSError as e:
+    print('data read-only', e.errno)
+with open(os.path.expanduser('~/work/notes.txt'), 'w') as f:
+    f.write('ok')
+print('work ok', os.getuid() != 0)
+"""
+    out = c.execute(server, code)
+    assert "data read-only" in out and "work ok True" in out
+
+
+def test_hub_spawn_files_handler_and_download_plugins_are_disabled(alice_workspace):
+    c, server = alice_workspace
+    headers = {"Authorization": f"token {c.token}"}
+    put = c.http.put(
+        f"{server}api/contents/work/exportme.txt",
+        json={"type": "file", "format": "text", "content": "secret"},
+        headers=headers,
+    )
+    assert put.status_code in (200, 201), put.text
+    assert c.http.get(f"{server}files/work/exportme.txt", headers=headers).status_code == 404
+    assert c.http.get(f"{server}api/contents/work/exportme.txt", headers=headers).status_code == 200
+    lab = c.http.get(f"{server}lab", headers=headers)
+    assert lab.status_code == 200
+    page_config = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', lab.text, re.S
+    )
+    assert page_config, "JupyterLab page has no page config"
+    disabled = json.loads(page_config.group(1))["disabledExtensions"]
+    assert "@jupyterlab/filebrowser-extension:download" in disabled
+    assert "@jupyterlab/docmanager-extension:download" in disabled
+
+
+def test_hub_spawn_workspace_token_cannot_call_hub_admin_apis(alice_workspace):
+    c, server = alice_workspace
+    code = """
+import json, os, urllib.request, urllib.error
+api = os.environ['JUPYTERHUB_API_URL']
+tok = os.environ['JUPYTERHUB_API_TOKEN']
+def call(method, path):
+    req = urllib.request.Request(api + path, method=method,
+                                 headers={'Authorization': 'token ' + tok})
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+print(json.dumps({
+    'list_users': call('GET', '/users'),
+    'other_server': call('POST', '/users/olaf/servers/x'),
+    'new_token': call('POST', '/users/alice/tokens'),
+    'stop_own_other': call('DELETE', '/users/alice/servers/old-study'),
+    'whoami': call('GET', '/user'),
+}))
+"""
+    status = json.loads(c.execute(server, code))
+    assert status["whoami"] == 200, "the token works, so the refusals below are about scopes"
+    assert status["list_users"] == 403
+    assert status["other_server"] in (403, 404)
+    assert status["new_token"] == 403
+    assert status["stop_own_other"] in (403, 404)
+
+
+@pytest.mark.parametrize(
+    ("username", "project", "reason"),
+    [
+        ("alice", "old-study", "project ended on"),
+        ("tina", "cohort-a", "training expired on"),
+        ("olaf", "cohort-a", "not a member of project cohort-a"),
+    ],
+    ids=["expired-project", "lapsed-training", "non-member"],
+)
+def test_hub_spawn_refused_with_reason_and_audited(site, username, project, reason):
+    with signed_in(site, username) as c:
+        with pytest.raises(HubError) as refused:
+            c.start_workspace(project)
+        assert refused.value.status == 403
+        assert refused.value.message.startswith(f"Workspace for project {project} refused:")
+        assert reason in refused.value.message
+        server = c.api("GET", f"/users/{username}").json()["servers"].get(project)
+        assert server is None or not server.get("ready")
+    events = [
+        e
+        for e in list_events(site.engine, action="workspace.spawn.refused")
+        if e["target"] == f"workspace:{username}/{project}"
+    ]
+    assert events and any(reason in r for r in events[-1]["details"]["reasons"])
