@@ -236,7 +236,7 @@ PLANS = (
 def build_note(p: Person, r: random.Random) -> tuple[str, list[tuple[str, int, int]]]:
     note = Note()
     _header(note, p, r)
-    if r.random() < 0.3:
+    if p.age >= 18 and r.random() < 0.3:
         note.add(f"{'Mrs' if p.female else 'Mr'} ")
         note.add(p.family, "PERSON")
         note.add(f" is a {p.age}-year-old seen today. ")

@@ -5,7 +5,10 @@ a header row naming exactly the declared columns in the declared order. Values:
 
 - `int64`, `float64`: decimal text; `date`: ISO `YYYY-MM-DD`; `string`: any text
   (quoted by the CSV writer when needed).
-- An empty field is NULL; only columns with `nullable=True` may be empty.
+- An empty field is NULL; only columns with `nullable=True` may be empty. Strings
+  are quoted, so an empty string would be `""`; the generator writes none.
+- Quoted values may contain line breaks (notes do): read with
+  `newlines_in_values=True`; `csv_options()` gives the reader settings.
 - The primary key is unique within its table; `person_id` in every table refers to
   `person.person_id`.
 
@@ -31,6 +34,7 @@ from enum import StrEnum
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 
 ColumnType = Literal["int64", "float64", "string", "date"]
 
@@ -99,6 +103,18 @@ class Table:
         return pa.schema(
             [pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in self.columns]
         )
+
+
+def csv_options(table: Table) -> tuple[pacsv.ParseOptions, pacsv.ConvertOptions]:
+    """pyarrow CSV reader settings that parse `table`'s file exactly as declared."""
+    parse = pacsv.ParseOptions(newlines_in_values=True)
+    convert = pacsv.ConvertOptions(
+        column_types=table.arrow_schema(),
+        include_columns=table.column_names,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    return parse, convert
 
 
 ARROW_TYPES: dict[str, pa.DataType] = {
