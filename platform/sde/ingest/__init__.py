@@ -1,0 +1,1 @@
+"""Ingest: validate a source, de-identify it and publish an immutable dataset version."""

@@ -1,0 +1,231 @@
+"""Content checks on a staged source: every finding names file, row and column.
+
+Checks run as set-wise DuckDB queries (counts over whole tables); only when one
+fails does a second query find the first offending row, so a clean source pays
+for one pass per check. Identifier values are never echoed in a message.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from sde.deid.generalise import EMAIL_RE, NHS_LIKE_RE, POSTCODE_RE, nhs_number_invalid_sql
+from sde.ingest.source import Problem, SourceFile
+from sde.synth.schema import TABLES, Role, Table
+
+PERSON_TABLE = "person"
+IDENTIFIERS_TABLE = "identifiers"
+NHS_COLUMN = "nhs_number"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def first_row(con: duckdb.DuckDBPyConnection, table: Table, condition: str) -> int | None:
+    """1-based data row of the first row of src_<table> matching `condition` (file order)."""
+    row = con.execute(
+        f"SELECT rn FROM (SELECT row_number() OVER () AS rn, * FROM src_{table.name}) "
+        f"WHERE {condition} ORDER BY rn LIMIT 1"
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def first_duplicate(con: duckdb.DuckDBPyConnection, table: Table, columns: str) -> int | None:
+    """Row of the first repeat (second occurrence) of a value of `columns`."""
+    row = con.execute(
+        f"SELECT min(rn) FROM (SELECT rn, row_number() OVER (PARTITION BY {columns} ORDER BY rn) "
+        f"AS occurrence FROM (SELECT row_number() OVER () AS rn, * FROM src_{table.name})) "
+        f"WHERE occurrence > 1"
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def check_rows(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
+    table = sf.table
+    name = sf.path.name
+    count = con.execute(f"SELECT count(*) FROM src_{table.name}").fetchone()
+    if not count or count[0] == 0:
+        return [Problem(name, "has no data rows")]
+    problems: list[Problem] = []
+
+    required = [c.name for c in table.columns if not c.nullable]
+    if required:
+        nulls = con.execute(
+            "SELECT "
+            + ", ".join(f"count(*) FILTER (WHERE {_q(c)} IS NULL)" for c in required)
+            + f" FROM src_{table.name}"
+        ).fetchone()
+        assert nulls is not None
+        for col, n in zip(required, nulls, strict=True):
+            if n:
+                row = first_row(con, table, f"{_q(col)} IS NULL")
+                problems.append(
+                    Problem(name, f"empty value in a required column ({n} rows)", col, row)
+                )
+
+    pk = ", ".join(_q(c) for c in table.primary_key)
+    dupes = con.execute(
+        f"SELECT count(*) FROM (SELECT {pk} FROM src_{table.name} GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()
+    if dupes and dupes[0]:
+        problems.append(
+            Problem(
+                name,
+                f"duplicate {', '.join(table.primary_key)} ({dupes[0]} values repeated)",
+                ", ".join(table.primary_key),
+                first_duplicate(con, table, pk),
+            )
+        )
+    return problems
+
+
+def check_links(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) -> list[Problem]:
+    """person_id everywhere refers to person; every person has one identifiers row."""
+    problems = []
+    for tname, sf in files.items():
+        key = sf.table.person_key
+        if tname == PERSON_TABLE or key is None:
+            continue
+        cond = f"{_q(key)} IS NOT NULL AND {_q(key)} NOT IN (SELECT person_id FROM src_person)"
+        n = con.execute(f"SELECT count(*) FROM src_{tname} WHERE {cond}").fetchone()
+        if n and n[0]:
+            problems.append(
+                Problem(
+                    sf.path.name,
+                    f"{key} not found in person.csv ({n[0]} rows)",
+                    key,
+                    first_row(con, sf.table, cond),
+                )
+            )
+    if IDENTIFIERS_TABLE in files and PERSON_TABLE in files:
+        cond = "person_id NOT IN (SELECT person_id FROM src_identifiers)"
+        n = con.execute(f"SELECT count(*) FROM src_person WHERE {cond}").fetchone()
+        if n and n[0]:
+            problems.append(
+                Problem(
+                    files[PERSON_TABLE].path.name,
+                    f"person has no row in identifiers (needed for the opt-out check; {n[0]} rows)",
+                    "person_id",
+                    first_row(con, files[PERSON_TABLE].table, cond),
+                )
+            )
+    return problems
+
+
+def check_nhs_numbers(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
+    cond = nhs_number_invalid_sql(_q(NHS_COLUMN))
+    n = con.execute(f"SELECT count(*) FROM src_{sf.table.name} WHERE {cond}").fetchone()
+    problems = []
+    if n and n[0]:
+        problems.append(
+            Problem(
+                sf.path.name,
+                f"not a valid NHS number (10 digits, mod-11 check; {n[0]} rows)",
+                NHS_COLUMN,
+                first_row(con, sf.table, cond),
+            )
+        )
+    dupes = con.execute(
+        f"SELECT count(*) FROM (SELECT {NHS_COLUMN} FROM src_{sf.table.name} "
+        f"GROUP BY ALL HAVING count(*) > 1)"
+    ).fetchone()
+    if dupes and dupes[0]:
+        problems.append(
+            Problem(
+                sf.path.name,
+                "the same NHS number belongs to two person_ids",
+                NHS_COLUMN,
+                first_duplicate(con, sf.table, NHS_COLUMN),
+            )
+        )
+    return problems
+
+
+def _scanned_columns(table: Table) -> list[tuple[str, str]]:
+    """Columns that must not carry identifiers: neither identifiers nor free text nor keys."""
+    skip = {Role.DIRECT, Role.FREE_TEXT, Role.PERSON_KEY, Role.KEY}
+    return [(c.name, c.type) for c in table.columns if c.role not in skip and c.type != "date"]
+
+
+def check_stray_identifiers(
+    con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]
+) -> list[Problem]:
+    """An NHS number, email or full postcode where only clinical content belongs.
+
+    Scans the distinct values of each column (cheap: most are coded). A bare
+    10-digit number in a numeric column counts only when it is one of the source's
+    own NHS numbers, since random numbers pass the mod-11 check 1 time in 11.
+    """
+    has_ids = IDENTIFIERS_TABLE in files
+    if has_ids:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _nhs_values AS SELECT DISTINCT "
+            "TRY_CAST(nhs_number AS BIGINT) AS n FROM src_identifiers"
+        )
+    problems = []
+    for tname, sf in files.items():
+        if tname == IDENTIFIERS_TABLE:
+            continue
+        for col, ctype in _scanned_columns(sf.table):
+            qc = _q(col)
+            if ctype == "string":
+                digits = f"regexp_replace(regexp_extract({qc}, '{NHS_LIKE_RE}'), '[ -]', '', 'g')"
+                checks = [
+                    (
+                        "an NHS number",
+                        f"regexp_matches({qc}, '{NHS_LIKE_RE}') AND NOT "
+                        + nhs_number_invalid_sql(digits),
+                    ),
+                    ("an email address", f"regexp_matches({qc}, '{EMAIL_RE}')"),
+                    ("a full postcode", f"regexp_matches(upper({qc}), '{POSTCODE_RE}')"),
+                ]
+            elif has_ids:
+                checks = [
+                    (
+                        "one of the source's NHS numbers",
+                        f"CAST({qc} AS BIGINT) IN (SELECT n FROM _nhs_values)"
+                        if ctype == "int64"
+                        else f"{qc} = round({qc}) AND {qc} BETWEEN 1e9 AND 1e10 AND "
+                        f"CAST({qc} AS BIGINT) IN (SELECT n FROM _nhs_values)",
+                    )
+                ]
+            else:
+                checks = []
+            if not checks:
+                continue
+            select = ", ".join(f"bool_or({cond})" for _, cond in checks)
+            hits = con.execute(
+                f"SELECT {select} FROM (SELECT DISTINCT {qc} FROM src_{tname} "
+                f"WHERE {qc} IS NOT NULL) AS v({qc})"
+            ).fetchone()
+            assert hits is not None
+            for (what, cond), hit in zip(checks, hits, strict=True):
+                if hit:
+                    problems.append(
+                        Problem(
+                            sf.path.name,
+                            f"contains what looks like {what}; identifiers belong in "
+                            "identifiers.csv only",
+                            col,
+                            first_row(con, sf.table, f"{qc} IS NOT NULL AND {cond}"),
+                        )
+                    )
+    return problems
+
+
+def check_all(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) -> list[Problem]:
+    """Every content check, over tables that staged cleanly."""
+    problems: list[Problem] = []
+    for sf in files.values():
+        problems += check_rows(con, sf)
+    if problems:
+        return problems
+    problems += check_links(con, files)
+    if IDENTIFIERS_TABLE in files:
+        problems += check_nhs_numbers(con, files[IDENTIFIERS_TABLE])
+    problems += check_stray_identifiers(con, files)
+    return problems
+
+
+__all__ = ["TABLES", "check_all"]
