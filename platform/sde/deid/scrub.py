@@ -19,9 +19,11 @@ to their cells.
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import NamedTuple, cast
 
@@ -217,12 +219,30 @@ def merge(found: Iterable[Found], text: str) -> list[Found]:
     return merged
 
 
-class _Compiled(NamedTuple):
+@dataclass
+class _Compiled:
     recognizer: PatternRecognizer
-    regex: regex.Pattern[str]
+    pattern: regex.Pattern[str] | re.Pattern[str]
     score: float
     tag: str
     needs: str | None
+    # The same pattern under the stdlib engine, when it compiles there (see _calibrate).
+    stdlib: re.Pattern[str] | None
+
+
+def _stdlib_twin(pattern: str, flags: int) -> re.Pattern[str] | None:
+    re_flags = 0
+    for ours, theirs in (
+        (regex.IGNORECASE, re.IGNORECASE),
+        (regex.MULTILINE, re.MULTILINE),
+        (regex.DOTALL, re.DOTALL),
+    ):
+        if flags & ours:
+            re_flags |= theirs
+    try:
+        return re.compile(pattern, re_flags)
+    except re.error:  # variable-width lookbehind, scoped flags...: `regex` only
+        return None
 
 
 # Cells without this character cannot hold a hit, so the recognizer skips them.
@@ -243,6 +263,7 @@ class Scrubber:
         self.recognizers = uk_recognizers()
         self.deny = DenyList(deny_terms or [])
         self._compiled: list[_Compiled] = []
+        self._calibrated = False
         self._other: list[EntityRecognizer] = []
         for recognizer in self.recognizers:
             if not isinstance(recognizer, PatternRecognizer) or recognizer.deny_list:
@@ -258,6 +279,7 @@ class Scrubber:
                         pattern.score,
                         TAGS[entity],
                         _NEEDS.get(entity),
+                        _stdlib_twin(pattern.regex, recognizer.global_regex_flags or 0),
                     )
                 )
 
@@ -282,9 +304,26 @@ class Scrubber:
         found.extend(self.deny.find(_lower(buffer)))
         return found
 
+    def _calibrate(self, buffer: str) -> None:
+        """Per pattern, keep the faster of `regex` (presidio's engine) and the stdlib `re`.
+
+        The two engines scan at very different speeds depending on the pattern. The
+        stdlib twin is only adopted when it finds exactly the same spans on this buffer.
+        """
+        for c in self._compiled:
+            if c.stdlib is None:
+                continue
+            started = time.perf_counter()
+            theirs = [m.span() for m in c.pattern.finditer(buffer)]
+            middle = time.perf_counter()
+            mine = [m.span() for m in c.stdlib.finditer(buffer)]
+            if mine == theirs and time.perf_counter() - middle < middle - started:
+                c.pattern = c.stdlib
+        self._calibrated = True
+
     @staticmethod
     def _scan(c: _Compiled, text: str, offset: int, found: list[Found]) -> None:
-        for match in c.regex.finditer(text):
+        for match in c.pattern.finditer(text):
             start, end = match.span()
             if start == end:
                 continue
@@ -327,7 +366,10 @@ class Scrubber:
         for cell in cells:
             starts.append(position)
             position += len(cell) + len(SEPARATOR)
-        for f in self._analyze(SEPARATOR.join(cells), starts, cells):
+        buffer = SEPARATOR.join(cells)
+        if not self._calibrated:
+            self._calibrate(buffer)
+        for f in self._analyze(buffer, starts, cells):
             k = bisect_right(starts, f.start) - 1
             cell_end = starts[k] + len(cells[k])
             if f.start >= cell_end:
