@@ -36,6 +36,7 @@ from tests.support.registry import make_active_project, make_person  # noqa: E40
 
 TARGET_OVERHEAD_S = 0.5
 PROJECT = "bench-project"
+FLOOR_COMMAND = ["jupyter", "server", "--ip=0.0.0.0", "--port=8888"]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -84,7 +85,7 @@ def floor(image: str, runs: int) -> list[float]:
         t = time.perf_counter()
         container = client.containers.run(
             image,
-            ["jupyter", "server", "--ip=0.0.0.0", "--port=8888", f"--IdentityProvider.token={token}"],
+            [*FLOOR_COMMAND, f"--IdentityProvider.token={token}"],
             detach=True,
             remove=True,
         )

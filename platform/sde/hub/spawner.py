@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import httpx
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Unicode
@@ -117,9 +119,27 @@ class WorkspaceSpawner(DockerSpawner):
                 "JUPYTER_CONFIG_PATH": JUPYTER_CONFIG_MOUNT,
             }
         )
-        result = await super().start()
+        ip, port = await super().start()
+        await self._wait_listening(ip, port)
         await asyncio.to_thread(self._audit_spawn)
-        return result
+        return ip, port
+
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Poll the new server briefly and often until it answers.
+
+        The hub's own wait backs off exponentially (0.2 s doubling, with jitter),
+        which adds seconds to a start that takes about two; answering here first
+        lets its first check succeed. On timeout the hub's wait decides.
+        """
+        url = f"http://{ip}:{port}{self.server.base_url}api"
+        deadline = time.monotonic() + self.http_timeout
+        async with httpx.AsyncClient(trust_env=False, timeout=2) as client:
+            while time.monotonic() < deadline:
+                try:
+                    await client.get(url)
+                    return
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.05)
 
     def _audit_spawn(self) -> None:
         with self.store.write() as s:
