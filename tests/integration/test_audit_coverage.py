@@ -40,6 +40,19 @@ def _import_every_sde_module() -> None:
 
 _import_every_sde_module()
 
+# The hub's write paths (imported by name: walk_packages does not see the
+# editable install's namespace portions).
+from cryptography.fernet import Fernet  # noqa: E402
+
+from sde.hub import credentials as hub_creds  # noqa: E402
+from sde.hub import events as hub_events  # noqa: E402
+
+HUB_PW = "a long enough password"
+
+
+def _with_password(s: Session) -> None:
+    hub_creds.set_password(s, ACTOR, "alice", HUB_PW)
+
 
 def _setup(engine: Engine) -> None:
     make_person(engine, "alice")
@@ -98,6 +111,29 @@ CALLS: dict[str, Callable[[Session], Any]] = {
         s, ACTOR, slug="p2", dataset="ds", version=1, columns=["person.*"]
     ),
     "grant.revoke": lambda s: service.revoke_grant(s, ACTOR, slug="p1", dataset="ds", version=1),
+    "hub.password.set": _with_password,
+    "hub.credentials.reset": lambda s: (
+        _with_password(s),
+        hub_creds.reset_credentials(s, ACTOR, "alice", HUB_PW + "!", "lost phone"),
+    ),
+    "hub.totp.enrol": lambda s: (
+        _with_password(s),
+        hub_creds.enrol_totp(
+            s, ACTOR, "alice", hub_creds.generate_totp_secret(), Fernet(Fernet.generate_key())
+        ),
+    ),
+    "hub.login.success": lambda s: (_with_password(s), hub_creds.record_login_success(s, "alice")),
+    "hub.login.failure": lambda s: (
+        _with_password(s),
+        hub_creds.record_login_failure(
+            s, "alice", "wrong password", max_failures=1, lockout_seconds=60
+        ),
+    ),
+    "workspace.spawn": lambda s: hub_events.record_spawn(s, "alice", "p1", {"image": "x"}),
+    "workspace.spawn.refused": lambda s: hub_events.record_refusal(
+        s, "bob", "p1", ["not a member of project p1"]
+    ),
+    "workspace.stop": lambda s: hub_events.record_stop(s, ACTOR, "alice", "p1"),
 }
 
 
