@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 
 from sde.core.errors import SdeError
+from sde.ingest.source import one
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,17 @@ def check_columns(con: duckdb.DuckDBPyConnection, table: str, qis: list[str]) ->
 def report(con: duckdb.DuckDBPyConnection, table: str, qis: list[str], target_k: int) -> KReport:
     """k-anonymity figures of `table` over `qis`."""
     check_columns(con, table, qis)
-    row = con.execute(
-        f"""
+    row = one(
+        con.execute(
+            f"""
         WITH classes AS (SELECT count(*) AS n FROM {table} GROUP BY {_cols(qis)})
         SELECT coalesce(sum(n), 0), count(*), coalesce(min(n), 0),
                count(*) FILTER (WHERE n < $k), coalesce(sum(n) FILTER (WHERE n < $k), 0)
         FROM classes
         """,
-        {"k": target_k},
-    ).fetchone()
+            {"k": target_k},
+        )
+    )
     assert row is not None
     return KReport(
         list(qis), target_k, int(row[0]), int(row[1]), int(row[2]), int(row[3]), int(row[4])
@@ -96,18 +99,20 @@ def suppress(con: duckdb.DuckDBPyConnection, table: str, qis: list[str], k: int)
     if k < 2:
         raise SdeError(f"--suppress-to-k must be 2 or more, not {k}")
     check_columns(con, table, qis)
-    counts = con.execute(
-        "SELECT " + ", ".join(f'count(DISTINCT "{q}")' for q in qis) + f" FROM {table}"
-    ).fetchone()
+    counts = one(
+        con.execute("SELECT " + ", ".join(f'count(DISTINCT "{q}")' for q in qis) + f" FROM {table}")
+    )
     assert counts is not None
     widest = qis[max(range(len(qis)), key=lambda i: counts[i])]
-    blanked = con.execute(
-        f'UPDATE {table} SET "{widest}" = NULL WHERE rowid IN ({_small(table, qis)}) '
-        f'AND "{widest}" IS NOT NULL',
-        {"k": k},
-    ).fetchone()
+    blanked = one(
+        con.execute(
+            f'UPDATE {table} SET "{widest}" = NULL WHERE rowid IN ({_small(table, qis)}) '
+            f'AND "{widest}" IS NOT NULL',
+            {"k": k},
+        )
+    )
     removed = con.execute(f"DELETE FROM {table} WHERE rowid IN ({_small(table, qis)})", {"k": k})
-    removed_row = removed.fetchone()
+    removed_row = one(removed)
     return Suppression(
         k,
         widest,

@@ -33,6 +33,7 @@ from sde.ingest.source import (
     check_header,
     check_parquet_schema,
     locate,
+    one,
     sha256_file,
     stage,
 )
@@ -198,7 +199,7 @@ def _stage_and_validate(
         raise SourceInvalid(problems)
     entries = {}
     for name, sf in files.items():
-        rows = con.execute(f"SELECT count(*) FROM src_{name}").fetchone()
+        rows = one(con.execute(f"SELECT count(*) FROM src_{name}"))
         entries[sf.path.name] = {
             "table": name,
             "format": sf.format,
@@ -260,7 +261,7 @@ class _Context:
             )
         else:
             where = ""
-        source_persons = con.execute("SELECT count(*) FROM src_person").fetchone()
+        source_persons = one(con.execute("SELECT count(*) FROM src_person"))
         keep = con.sql(f"SELECT person_id FROM src_person {where}").to_arrow_table()
         dkey = ps.dataset_key(self.secret, self.dataset)
         mapping = ps.pseudonym_table(dkey, keep.column(0), "person_id")
@@ -312,7 +313,7 @@ class _Context:
             after = kanon.report(con, "person_out", qis, target) if suppression else before
         shift = ", _day_shift AS day_shift" if self.shift else ""
         con.execute(f"CREATE TABLE k AS SELECT _src AS id, person_id{shift} FROM person_out")
-        published = con.execute("SELECT count(*) FROM k").fetchone()
+        published = one(con.execute("SELECT count(*) FROM k"))
 
         self.transformations.append(
             {
@@ -416,7 +417,7 @@ class _Context:
     def _write_table(self, out: plan.OutTable) -> int:
         advance = self.progress(f"Writing {out.name}", None)
         target = str(self.build / f"{out.name}.parquet")
-        row = self.con.execute(f"COPY ({self._select(out)}) TO '{target}' {PARQUET}").fetchone()
+        row = one(self.con.execute(f"COPY ({self._select(out)}) TO '{target}' {PARQUET}"))
         advance(1)
         return int(row[0]) if row else 0
 
@@ -440,9 +441,11 @@ class _Context:
         with _timed(self.timings, "deny_list"):
             terms = self._deny_terms()
             scrubber = Scrubber(terms)
-        total = self.con.execute(
-            f'SELECT count(*) FROM src_{out.name} t JOIN k ON k.id = t."{out.person_key}"'
-        ).fetchone()
+        total = one(
+            self.con.execute(
+                f'SELECT count(*) FROM src_{out.name} t JOIN k ON k.id = t."{out.person_key}"'
+            )
+        )
         advance = self.progress(f"Scrubbing {out.name}", int(total[0]) if total else None)
         reader = self.con.sql(self._select(out)).to_arrow_reader(FREE_TEXT_BATCH)
         schema = reader.schema

@@ -15,6 +15,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -29,6 +30,13 @@ COMPATIBLE = {
     "VARCHAR": {"VARCHAR"},
     "DATE": {"DATE"},
 }
+
+
+def one(result: duckdb.DuckDBPyConnection) -> tuple[Any, ...] | None:
+    """The first row of a result, consuming it all (DuckDB refuses new work on a connection
+    while a result is only partly fetched)."""
+    rows = result.fetchall()
+    return rows[0] if rows else None
 
 
 @dataclass

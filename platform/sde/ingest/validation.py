@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 
 from sde.deid.generalise import EMAIL_RE, NHS_LIKE_RE, POSTCODE_RE, nhs_number_invalid_sql
-from sde.ingest.source import Problem, SourceFile
+from sde.ingest.source import Problem, SourceFile, one
 from sde.synth.schema import TABLES, Role, Table
 
 PERSON_TABLE = "person"
@@ -24,38 +24,45 @@ def _q(name: str) -> str:
 
 def first_row(con: duckdb.DuckDBPyConnection, table: Table, condition: str) -> int | None:
     """1-based data row of the first row of src_<table> matching `condition` (file order)."""
-    row = con.execute(
-        f"SELECT rn FROM (SELECT row_number() OVER () AS rn, * FROM src_{table.name}) "
-        f"WHERE {condition} ORDER BY rn LIMIT 1"
-    ).fetchone()
+    row = one(
+        con.execute(
+            f"SELECT rn FROM (SELECT row_number() OVER () AS rn, * FROM src_{table.name}) "
+            f"WHERE {condition} ORDER BY rn LIMIT 1"
+        )
+    )
     return int(row[0]) if row else None
 
 
 def first_duplicate(con: duckdb.DuckDBPyConnection, table: Table, columns: str) -> int | None:
     """Row of the first repeat (second occurrence) of a value of `columns`."""
-    row = con.execute(
-        f"SELECT min(rn) FROM (SELECT rn, row_number() OVER (PARTITION BY {columns} ORDER BY rn) "
-        f"AS occurrence FROM (SELECT row_number() OVER () AS rn, * FROM src_{table.name})) "
-        f"WHERE occurrence > 1"
-    ).fetchone()
+    row = one(
+        con.execute(
+            f"SELECT min(rn) FROM (SELECT rn, "
+            f"row_number() OVER (PARTITION BY {columns} ORDER BY rn) AS occurrence "
+            f"FROM (SELECT row_number() OVER () AS rn, * FROM src_{table.name})) "
+            f"WHERE occurrence > 1"
+        )
+    )
     return int(row[0]) if row and row[0] is not None else None
 
 
 def check_rows(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
     table = sf.table
     name = sf.path.name
-    count = con.execute(f"SELECT count(*) FROM src_{table.name}").fetchone()
+    count = one(con.execute(f"SELECT count(*) FROM src_{table.name}"))
     if not count or count[0] == 0:
         return [Problem(name, "has no data rows")]
     problems: list[Problem] = []
 
     required = [c.name for c in table.columns if not c.nullable]
     if required:
-        nulls = con.execute(
-            "SELECT "
-            + ", ".join(f"count(*) FILTER (WHERE {_q(c)} IS NULL)" for c in required)
-            + f" FROM src_{table.name}"
-        ).fetchone()
+        nulls = one(
+            con.execute(
+                "SELECT "
+                + ", ".join(f"count(*) FILTER (WHERE {_q(c)} IS NULL)" for c in required)
+                + f" FROM src_{table.name}"
+            )
+        )
         assert nulls is not None
         for col, n in zip(required, nulls, strict=True):
             if n:
@@ -65,9 +72,12 @@ def check_rows(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
                 )
 
     pk = ", ".join(_q(c) for c in table.primary_key)
-    dupes = con.execute(
-        f"SELECT count(*) FROM (SELECT {pk} FROM src_{table.name} GROUP BY ALL HAVING count(*) > 1)"
-    ).fetchone()
+    dupes = one(
+        con.execute(
+            f"SELECT count(*) FROM (SELECT {pk} FROM src_{table.name} "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        )
+    )
     if dupes and dupes[0]:
         problems.append(
             Problem(
@@ -88,7 +98,7 @@ def check_links(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) ->
         if tname == PERSON_TABLE or key is None:
             continue
         cond = f"{_q(key)} IS NOT NULL AND {_q(key)} NOT IN (SELECT person_id FROM src_person)"
-        n = con.execute(f"SELECT count(*) FROM src_{tname} WHERE {cond}").fetchone()
+        n = one(con.execute(f"SELECT count(*) FROM src_{tname} WHERE {cond}"))
         if n and n[0]:
             problems.append(
                 Problem(
@@ -100,7 +110,7 @@ def check_links(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) ->
             )
     if IDENTIFIERS_TABLE in files and PERSON_TABLE in files:
         cond = "person_id NOT IN (SELECT person_id FROM src_identifiers)"
-        n = con.execute(f"SELECT count(*) FROM src_person WHERE {cond}").fetchone()
+        n = one(con.execute(f"SELECT count(*) FROM src_person WHERE {cond}"))
         if n and n[0]:
             problems.append(
                 Problem(
@@ -115,7 +125,7 @@ def check_links(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) ->
 
 def check_nhs_numbers(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
     cond = nhs_number_invalid_sql(_q(NHS_COLUMN))
-    n = con.execute(f"SELECT count(*) FROM src_{sf.table.name} WHERE {cond}").fetchone()
+    n = one(con.execute(f"SELECT count(*) FROM src_{sf.table.name} WHERE {cond}"))
     problems = []
     if n and n[0]:
         problems.append(
@@ -126,10 +136,12 @@ def check_nhs_numbers(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Pr
                 first_row(con, sf.table, cond),
             )
         )
-    dupes = con.execute(
-        f"SELECT count(*) FROM (SELECT {NHS_COLUMN} FROM src_{sf.table.name} "
-        f"GROUP BY ALL HAVING count(*) > 1)"
-    ).fetchone()
+    dupes = one(
+        con.execute(
+            f"SELECT count(*) FROM (SELECT {NHS_COLUMN} FROM src_{sf.table.name} "
+            f"GROUP BY ALL HAVING count(*) > 1)"
+        )
+    )
     if dupes and dupes[0]:
         problems.append(
             Problem(
@@ -195,10 +207,12 @@ def check_stray_identifiers(
             if not checks:
                 continue
             select = ", ".join(f"bool_or({cond})" for _, cond in checks)
-            hits = con.execute(
-                f"SELECT {select} FROM (SELECT DISTINCT {qc} FROM src_{tname} "
-                f"WHERE {qc} IS NOT NULL) AS v({qc})"
-            ).fetchone()
+            hits = one(
+                con.execute(
+                    f"SELECT {select} FROM (SELECT DISTINCT {qc} FROM src_{tname} "
+                    f"WHERE {qc} IS NOT NULL) AS v({qc})"
+                )
+            )
             assert hits is not None
             for (what, cond), hit in zip(checks, hits, strict=True):
                 if hit:

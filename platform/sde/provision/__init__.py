@@ -1,0 +1,1 @@
+"""Provisioning: build a project's own read-only data from its grants."""

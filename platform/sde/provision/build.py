@@ -1,0 +1,362 @@
+"""`sde projects provision`: materialise exactly what a project is granted.
+
+For each grant (project x dataset version x columns) the granted columns of the
+granted tables are copied from the dataset version into the project's own
+Parquet files, with two changes: person ids become project pseudonyms
+(HMAC(project key, dataset pseudonym); the key never leaves this process), and
+opted-out people are removed unless the project is exempt. A DuckDB file
+`project.duckdb` holds views over those files (relative paths, one schema per
+dataset) with the dataset's table and column descriptions as comments.
+
+Layout under `projects_dir/PROJECT/`: `builds/<id>/` holds complete builds; `data`
+is a symlink to the current one, replaced atomically (rename of a new symlink),
+so a reader sees the old data or the new, never a mix. The previous build is
+kept for workspaces that still have it mounted; older ones are removed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from sqlalchemy import Engine
+
+from sde.audit import CheckpointSigner, checkpoint, record
+from sde.core.config import Settings
+from sde.core.db import transaction
+from sde.core.errors import Conflict, SdeError
+from sde.deid import pseudonyms as ps
+from sde.ingest import manifest, optout
+from sde.ingest.pipeline import LINKAGE, PARQUET
+from sde.ingest.publish import build_dir, discard, freeze
+from sde.ingest.source import one
+from sde.registry import service
+
+FORMAT = "sde-project-data/1"
+DATABASE = "project.duckdb"
+PROVISIONABLE = ("approved", "active")
+
+ProgressHook = Callable[[str, int | None], Callable[[int], None]]
+
+
+@dataclass
+class GrantSpec:
+    dataset: str
+    version: int
+    path: Path
+    manifest_hash: str
+    columns: list[str]
+    schema: str = ""
+
+
+@dataclass
+class ProvisionResult:
+    project: str
+    data_dir: Path
+    build: Path
+    manifest_hash: str
+    manifest: dict[str, Any]
+    seconds: float
+    tables: dict[str, int] = field(default_factory=dict)
+
+
+def data_dir(settings: Settings, slug: str) -> Path:
+    return settings.projects_dir / slug / "data"
+
+
+def expand(columns: list[str], tables: dict[str, Any]) -> dict[str, list[str]]:
+    """Grant entries ("table.column", "table.*") -> table -> columns in published order."""
+    wanted: dict[str, set[str]] = {}
+    for entry in columns:
+        table, col = entry.split(".", 1)
+        if table not in tables:
+            raise SdeError(f"grant names table {table!r}, which the dataset version lacks")
+        names = [c["name"] for c in tables[table]["columns"]]
+        if col != "*" and col not in names:
+            raise SdeError(f"grant names column {entry!r}, which the dataset version lacks")
+        wanted.setdefault(table, set()).update(names if col == "*" else [col])
+    return {
+        t: [c["name"] for c in tables[t]["columns"] if c["name"] in cols]
+        for t, cols in wanted.items()
+    }
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _read_grants(session: Any, slug: str) -> tuple[list[GrantSpec], bool, str | None, Any]:
+    project = service.get_project(session, slug)
+    if project.status not in PROVISIONABLE:
+        raise Conflict(
+            f"project {slug} is {project.status}: only approved or active projects are provisioned"
+        )
+    specs = [
+        GrantSpec(
+            g.dataset_version.dataset_name,
+            g.dataset_version.version,
+            Path(g.dataset_version.path),
+            g.dataset_version.manifest_hash,
+            list(g.columns),
+        )
+        for g in sorted(
+            project.grants,
+            key=lambda g: (g.dataset_version.dataset_name, g.dataset_version.version),
+        )
+    ]
+    exemption = optout.is_exempt(session, slug)
+    entry = optout.current_list(session)
+    return specs, exemption is not None, exemption.reason if exemption else None, entry
+
+
+def provision(
+    settings: Settings,
+    engine: Engine,
+    slug: str,
+    actor: str,
+    progress: ProgressHook | None = None,
+) -> ProvisionResult:
+    """Build PROJECT's data from its grants and swap it in; audited."""
+    started = time.perf_counter()
+    hook = progress or (lambda _l, _t: lambda _n: None)
+    with transaction(engine) as session:
+        specs, exempt, exempt_reason, entry = _read_grants(session, slug)
+        optout_version = entry.version if entry is not None and not exempt else None
+        hashes = optout.read_hashes(entry) if entry is not None and not exempt else None
+    if not specs:
+        raise SdeError(
+            f"project {slug} has no dataset grants: grant some with `sde datasets grant` first"
+        )
+    versions_per_dataset: dict[str, int] = {}
+    for spec in specs:
+        versions_per_dataset[spec.dataset] = versions_per_dataset.get(spec.dataset, 0) + 1
+    for spec in specs:
+        several = versions_per_dataset[spec.dataset] > 1
+        spec.schema = f"{spec.dataset}_v{spec.version}" if several else spec.dataset
+
+    secret = ps.load_or_create_secret(settings.pseudonym_key_path)
+    pkey = ps.project_key(secret, slug)
+    del secret
+    root = settings.projects_dir / slug
+    builds = root / "builds"
+    build = build_dir(builds, "build")
+    try:
+        con = duckdb.connect()
+        if hashes is not None:
+            con.register("optout_list", hashes)
+        datasets: list[dict[str, Any]] = []
+        files: dict[str, dict[str, Any]] = {}
+        for spec in specs:
+            datasets.append(_materialise(con, spec, pkey, hashes is not None, build, hook))
+        con.close()
+        _write_database(build, specs, datasets)
+        for path in sorted(p for p in build.rglob("*") if p.is_file()):
+            files[str(path.relative_to(build))] = manifest.file_entry(path)
+        doc = {
+            "format": FORMAT,
+            "project": slug,
+            "created_at": datetime.now(UTC).isoformat(),
+            "created_by": actor,
+            "datasets": datasets,
+            "files": files,
+            "optout": {
+                "exempt": exempt,
+                "exempt_reason": exempt_reason,
+                "list_version": optout_version,
+                "removed_persons": {
+                    f"{d['dataset']}@{d['version']}": d["removed_optout"] for d in datasets
+                },
+            },
+            "pseudonyms": "HMAC-SHA256(project key, dataset pseudonym), first 63 bits",
+        }
+        manifest_hash = manifest.write(build, doc)
+        freeze(build)
+        final = builds / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{manifest_hash[:12]}"
+        os.rename(build, final)
+    except BaseException:
+        discard(build)
+        raise
+    previous = _previous(root)
+    try:
+        _swap(settings, engine, slug, actor, root, final, manifest_hash, doc)
+    except BaseException:
+        discard(final)
+        raise
+    _prune(builds, keep={final.name, *previous})
+    rows = {f"{d['schema']}.{t}": v["rows"] for d in datasets for t, v in d["tables"].items()}
+    return ProvisionResult(
+        slug,
+        data_dir(settings, slug),
+        final,
+        manifest_hash,
+        doc,
+        time.perf_counter() - started,
+        rows,
+    )
+
+
+def _materialise(
+    con: duckdb.DuckDBPyConnection,
+    spec: GrantSpec,
+    pkey: bytes,
+    apply_optout: bool,
+    build: Path,
+    hook: ProgressHook,
+) -> dict[str, Any]:
+    source_manifest = manifest.read(spec.path, spec.manifest_hash)
+    manifest.verify_files(spec.path, source_manifest)
+    tables = source_manifest["tables"]
+    granted = expand(spec.columns, tables)
+    linkage = spec.path / LINKAGE
+    people = f"read_parquet({_lit(str(linkage))})"
+    anti = " ANTI JOIN optout_list USING (nhs_hash)" if apply_optout else ""
+    kept = con.sql(f"SELECT person_id FROM {people}{anti}").to_arrow_table()
+    total = one(con.execute(f"SELECT count(*) FROM {people}"))
+    removed = (int(total[0]) if total else 0) - kept.num_rows
+    mapping = ps.pseudonym_table(pkey, kept.column(0), "pid")
+    view = f"pmap_{spec.schema}"
+    con.register(view, mapping)
+    out_dir = build / spec.schema
+    out_dir.mkdir()
+    done: dict[str, Any] = {}
+    advance = hook(f"Provisioning {spec.dataset}@{spec.version}", len(granted))
+    for table, cols in granted.items():
+        meta = tables[table]
+        person_key = next(
+            (c["name"] for c in meta["columns"] if c.get("treatment") == "pseudonymised"), None
+        )
+        src = _lit(str(spec.path / meta["file"]))
+        select = ", ".join(f"k.pid AS {_q(c)}" if c == person_key else f"t.{_q(c)}" for c in cols)
+        if person_key:
+            query = (
+                f"SELECT {select} FROM read_parquet({src}) t "
+                f"JOIN {view} k ON k.id = t.{_q(person_key)}"
+            )
+        else:
+            query = f"SELECT {select} FROM read_parquet({src}) t"
+        target = out_dir / f"{table}.parquet"
+        row = one(con.execute(f"COPY ({query}) TO {_lit(str(target))} {PARQUET}"))
+        done[table] = {
+            "file": f"{spec.schema}/{table}.parquet",
+            "rows": int(row[0]) if row else 0,
+            "description": meta.get("description", ""),
+            "columns": [c for c in meta["columns"] if c["name"] in cols],
+        }
+        advance(1)
+    con.unregister(view)
+    return {
+        "dataset": spec.dataset,
+        "version": spec.version,
+        "schema": spec.schema,
+        "manifest_sha256": spec.manifest_hash,
+        "granted": spec.columns,
+        "tables": done,
+        "removed_optout": removed,
+    }
+
+
+def _write_database(build: Path, specs: list[GrantSpec], datasets: list[dict[str, Any]]) -> None:
+    """Views over the project's files (paths relative to the data directory), with comments."""
+    db = duckdb.connect(str(build / DATABASE))
+    try:
+        # DuckDB checks the files when a view is created: resolve them from the build.
+        db.execute("SET file_search_path = ?", [str(build)])
+        for spec, info in zip(specs, datasets, strict=True):
+            schema = _q(spec.schema)
+            db.execute(f"CREATE SCHEMA {schema}")
+            for table, t in info["tables"].items():
+                name = f"{schema}.{_q(table)}"
+                db.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_lit(t['file'])})")
+                comment = f"{t['description']} ({spec.dataset}@{spec.version})"
+                db.execute(f"COMMENT ON VIEW {name} IS {_lit(comment)}")
+                for c in t["columns"]:
+                    if c.get("description"):
+                        db.execute(
+                            f"COMMENT ON COLUMN {name}.{_q(c['name'])} IS {_lit(c['description'])}"
+                        )
+        db.execute("CHECKPOINT")
+    finally:
+        db.close()
+    # Views are bound at query time; SDE_DATA_DIR resolves the relative paths.
+    wal = build / f"{DATABASE}.wal"
+    if wal.exists():
+        wal.unlink()
+
+
+def _previous(root: Path) -> set[str]:
+    link = root / "data"
+    return {os.readlink(link).rsplit("/", 1)[-1]} if link.is_symlink() else set()
+
+
+def _swap(
+    settings: Settings,
+    engine: Engine,
+    slug: str,
+    actor: str,
+    root: Path,
+    final: Path,
+    manifest_hash: str,
+    doc: dict[str, Any],
+) -> None:
+    """Point `data` at the new build inside the audit transaction (undone if it fails)."""
+    link = root / "data"
+    old = os.readlink(link) if link.is_symlink() else None
+    if link.exists() and not link.is_symlink():
+        raise Conflict(f"{link} exists and is not a provisioning symlink: move it away first")
+    tmp = root / f".data-{final.name}"
+    relative = os.path.relpath(final, root)
+    swapped = False
+    try:
+        with transaction(engine) as session:
+            record(
+                session,
+                actor=actor,
+                action="project.provision",
+                target=f"project:{slug}",
+                project=slug,
+                details={
+                    "manifest_sha256": manifest_hash,
+                    "build": final.name,
+                    "datasets": [
+                        {
+                            "dataset": f"{d['dataset']}@{d['version']}",
+                            "manifest_sha256": d["manifest_sha256"],
+                            "rows": {t: v["rows"] for t, v in d["tables"].items()},
+                        }
+                        for d in doc["datasets"]
+                    ],
+                    "optout": doc["optout"],
+                },
+            )
+            if tmp.is_symlink():
+                tmp.unlink()
+            os.symlink(relative, tmp)
+            os.replace(tmp, link)
+            swapped = True
+    except BaseException:
+        if tmp.is_symlink():
+            tmp.unlink()
+        if swapped:
+            if old is None:
+                link.unlink()
+            else:
+                os.symlink(old, tmp)
+                os.replace(tmp, link)
+        raise
+    checkpoint(engine, CheckpointSigner(settings.checkpoint_key_path), settings.witness_path)
+
+
+def _prune(builds: Path, keep: set[str]) -> None:
+    for entry in builds.iterdir():
+        if entry.name not in keep and not entry.name.startswith("."):
+            discard(entry)
