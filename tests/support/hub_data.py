@@ -1,25 +1,42 @@
-"""Project data for workspace tests: what `sde projects provision` puts in place."""
+"""Project data for workspace tests, made the way the platform makes it.
+
+Synthesise a small population, ingest it, grant it to the project and
+provision the project (`sde.ingest.demo.build_demo_data`, the chain `sde demo`
+runs), so a workspace sees exactly what `sde projects provision` produces.
+"""
 
 from __future__ import annotations
 
+from sde.hub.client import HubClient
 from tests.support.hub import HubSite
 
-# (sex, count) of the rows written below; a workspace query must find the same.
-EXPECTED_COUNTS = {"F": 60, "M": 40}
+PERSONS = 300
+# What the workspace runs; `expected_counts` runs the same on the host.
+COUNT_BY_SEX = "SELECT sex, count(*) FROM person GROUP BY sex ORDER BY sex"
+QUERY = f"""
+import json, sde.data
+con = sde.data.connect()
+print(json.dumps(dict(con.sql({COUNT_BY_SEX!r}).fetchall())))
+"""
 
 
 def provision_project(site: HubSite, slug: str) -> None:
-    """Materialise a small `person` table for `slug` under projects_dir/slug/data."""
-    import duckdb
+    from sde.ingest.demo import build_demo_data
 
-    data = site.settings.projects_dir / slug / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    rows = [(i, "F" if i < 60 else "M", f"{20 + i % 5 * 10}-{29 + i % 5 * 10}") for i in range(100)]
-    con = duckdb.connect(str(data / "project.duckdb"))
-    con.execute("CREATE TABLE person(person_id INTEGER, sex VARCHAR, age_band VARCHAR)")
-    con.executemany("INSERT INTO person VALUES (?, ?, ?)", rows)
-    con.execute(f"COPY person TO '{data / 'person.parquet'}' (FORMAT parquet)")
-    con.close()
-    for path in data.rglob("*"):
-        path.chmod(0o644)
-    data.chmod(0o755)
+    build_demo_data(site.settings, site.engine, slug, persons=PERSONS, actor="test:operator")
+
+
+def expected_counts(site: HubSite, slug: str) -> dict[str, int]:
+    import sde.data
+
+    con = sde.data.connect(site.settings.projects_dir / slug / "data")
+    try:
+        return dict(con.sql(COUNT_BY_SEX).fetchall())
+    finally:
+        con.close()
+
+
+def query_counts(client: HubClient, server: str) -> dict[str, int]:
+    import json
+
+    return dict(json.loads(client.execute(server, QUERY)))

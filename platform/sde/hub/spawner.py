@@ -65,6 +65,8 @@ class WorkspaceSpawner(DockerSpawner):
         "", config=True, help="Host directory of provisioned projects; empty: the sde setting."
     )
 
+    _data_build = ""
+
     @cached_property
     def store(self) -> Store:
         return Store()
@@ -93,7 +95,9 @@ class WorkspaceSpawner(DockerSpawner):
 
     def _project_data(self) -> Path:
         root = Path(self.projects_dir or self.store.settings.projects_dir)
-        data = root / self.project / "data"
+        # `data` is a symlink swapped atomically by provisioning: mount the build it
+        # names now, so a running workspace keeps one consistent version.
+        data = (root / self.project / "data").resolve()
         if not (data / "project.duckdb").is_file():
             raise web.HTTPError(
                 409,
@@ -107,6 +111,7 @@ class WorkspaceSpawner(DockerSpawner):
         if reasons:
             raise SpawnRefused(self.project or "(none)", reasons)
         data = self._project_data()
+        self._data_build = data.name
         self.read_only_volumes = {
             str(data): self.data_dir,
             str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
@@ -147,7 +152,11 @@ class WorkspaceSpawner(DockerSpawner):
                 s,
                 self.user.name,
                 self.project,
-                {"image": self.image, "container": (self.object_id or "")[:12]},
+                {
+                    "image": self.image,
+                    "container": (self.object_id or "")[:12],
+                    "data_build": self._data_build,
+                },
             )
 
     async def stop(self, now: bool = False) -> None:
