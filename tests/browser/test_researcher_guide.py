@@ -10,14 +10,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pyotp
 import pytest
 
+from sde.core.db import transaction
+from sde.registry import service
 from tests.conftest import require_service
 from tests.support.hub import PASSWORD, HubSite, make_site, running
-from tests.support.registry import make_active_project, make_person
+from tests.support.registry import ACTOR, make_active_project, make_person, today
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +33,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
     s = make_site(tmp_path_factory.mktemp("hub-browser") / "home")
     make_person(s.engine, "alice")
     make_active_project(s.engine, "diabetes-outcomes", "alice")
+    make_active_project(s.engine, "old-study", "alice")
+    with transaction(s.engine) as ses:
+        service.update_project(
+            ses,
+            ACTOR,
+            "old-study",
+            start_date=today() - timedelta(days=60),
+            end_date=today() - timedelta(days=1),
+        )
     s.set_password("alice")
     with running(s):
         yield s
@@ -71,7 +83,15 @@ def test_researcher_guide_sign_in_enrol_and_home_screenshots(site, page, tmp_pat
     page.wait_for_selector("#sde-projects")
     row = page.inner_text("#sde-projects")
     assert "diabetes-outcomes" in row and "allowed" in row
+    assert "not now: project ended on" in row
     page.screenshot(path=str(shots / "home.png"))
+
+    # A spawn the registry refuses shows its reason to the person.
+    page.goto(f"{site.url}/hub/spawn/alice/old-study")
+    page.wait_for_load_state()
+    text = page.inner_text("body")
+    assert "Workspace for project old-study refused: project ended on" in text
+    page.screenshot(path=str(shots / "refused.png"))
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     for shot in shots.iterdir():
