@@ -110,6 +110,11 @@ class HubSettings:
         "sde.hub.authenticator.SdeAuthenticator (registry accounts, password + TOTP); "
         "e.g. oauthenticator.generic.GenericOAuthenticator for Keycloak.",
     )
+    extra_config: str = setting(
+        "",
+        "Path of a further JupyterHub configuration file loaded after sde's own, e.g. "
+        "the client settings of an OIDC authenticator. Empty means none.",
+    )
     docker: bool = setting(
         True,
         "Run workspaces in Docker on the internal workspace network. False starts the "

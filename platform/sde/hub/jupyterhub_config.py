@@ -1,5 +1,13 @@
-"""JupyterHub configuration file for sde: everything comes from the sde settings."""
+"""JupyterHub configuration file for sde: everything comes from the sde settings.
 
+`hub.extra_config` names a further JupyterHub configuration file loaded last,
+e.g. the client settings of an OIDC authenticator (Keycloak).
+"""
+
+from sde.core.config import load_settings
 from sde.hub.config import configure
 
-configure(get_config())  # type: ignore[name-defined]  # noqa: F821
+settings = load_settings()
+configure(get_config(), settings)  # type: ignore[name-defined]  # noqa: F821
+if settings.hub.extra_config:
+    load_subconfig(settings.hub.extra_config)  # type: ignore[name-defined]  # noqa: F821

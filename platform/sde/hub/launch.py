@@ -17,8 +17,7 @@ from sde.hub.config import CONFIG_FILE, hub_dir
 
 
 def hub_command() -> list[str]:
-    config = os.environ.get("SDE_HUB_CONFIG_FILE") or str(CONFIG_FILE)
-    return [sys.executable, "-m", "jupyterhub", "-f", config]
+    return [sys.executable, "-m", "jupyterhub", "-f", str(CONFIG_FILE)]
 
 
 def hub_url(settings: Settings) -> str:
