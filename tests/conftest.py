@@ -135,3 +135,26 @@ def sde_home(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pa
     context.reset()
     yield home
     context.reset()
+
+
+# ---------------------------------------------------------------- data pipeline
+
+
+@pytest.fixture(scope="session")
+def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic SOURCE (sde.synth), generated once; copy it before changing it."""
+    from sde.synth.write import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "source"
+    synthesize(150, out, seed=7)
+    return out
+
+
+@pytest.fixture
+def data_settings(tmp_path: Path, db_url: str) -> object:
+    """Settings with SDE_HOME under tmp_path and the state database under test."""
+    from sde.core.config import load_settings
+
+    home = tmp_path / "sde-home"
+    home.mkdir()
+    return load_settings(env={"SDE_HOME": str(home), "SDE_DATABASE_URL": db_url})

@@ -119,6 +119,7 @@ def ingest(
     try:
         con = duckdb.connect(str(work / "stage.duckdb"))
         con.execute(f"SET memory_limit = '{options.memory_limit}'")
+        con.execute("SET enable_progress_bar = false")
         con.execute(f"SET temp_directory = '{work / 'spill'}'")
         if options.threads:
             con.execute(f"SET threads = {int(options.threads)}")
