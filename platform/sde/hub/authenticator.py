@@ -127,6 +127,11 @@ class SdeAuthenticator(Authenticator):
         # Who may sign in is the registry's decision (check_allowed), not a hub list.
         return False
 
+    @default("any_allow_config")
+    def _any_allow_config(self) -> bool:
+        # check_allowed (the registry) is the allow configuration.
+        return True
+
     @cached_property
     def store(self) -> Store:
         return Store()
