@@ -182,7 +182,9 @@ def test_scrub_identifier_terms_and_classification() -> None:
         "phone": "0113 496 0123",
         "email": None,
     }
-    terms = dict(identifier_terms(row))
+    slim = dict(identifier_terms(row))
+    assert slim["9434765919"] == "NHS_NUMBER" and "943 476 5919" not in slim
+    terms = dict(identifier_terms(row, all_formats=True))
     assert terms["943 476 5919"] == "NHS_NUMBER"
     assert terms["3rd March 1951"] == "DATE" and "03/03/1951" in date_variants_of(row)
     assert terms["LS62AB"] == "POSTCODE"

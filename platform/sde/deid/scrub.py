@@ -127,27 +127,41 @@ def _digit_variants(text: str, tag: str) -> list[str]:
     return out
 
 
-def identifier_terms(row: Mapping[str, object]) -> list[tuple[str, str]]:
-    """Typed deny terms (text, tag) from one row shaped like the source's `identifiers` table."""
+def identifier_terms(row: Mapping[str, object], all_formats: bool = False) -> list[tuple[str, str]]:
+    """Typed deny terms (text, tag) from one row shaped like the source's `identifiers` table.
+
+    By default only the forms the recognizers cannot be relied on for: names,
+    addresses, and each identifier as recorded (an NHS number with a bad check digit,
+    say). Reformatted NHS numbers, phones, postcodes and dates are the recognizers'
+    job; `all_formats=True` adds them to the deny list too, at about three times the
+    memory (a deny list costs roughly 1 GB per 100,000 people with all formats).
+    """
     terms: list[tuple[str, str]] = []
     for key in ("given_name", "family_name"):
         if row.get(key):
             terms.append((str(row[key]), "PERSON"))
-    if row.get("nhs_number"):
-        terms += [(v, "NHS_NUMBER") for v in _digit_variants(str(row["nhs_number"]), "NHS_NUMBER")]
+    nhs = row.get("nhs_number")
+    if nhs:
+        forms = _digit_variants(str(nhs), "NHS_NUMBER") if all_formats else [str(nhs)]
+        terms += [(v, "NHS_NUMBER") for v in forms]
     dob = row.get("date_of_birth")
     if isinstance(dob, str) and dob:
         dob = date.fromisoformat(dob)
     if isinstance(dob, date):
+        # Dates of birth repeat across people, so every format costs little.
         terms += [(v, "DATE") for v in date_variants(dob)]
     postcode = row.get("postcode")
     if postcode:
-        terms += [(str(postcode), "POSTCODE"), (str(postcode).replace(" ", ""), "POSTCODE")]
+        terms.append((str(postcode), "POSTCODE"))
+        if all_formats:
+            terms.append((str(postcode).replace(" ", ""), "POSTCODE"))
     address = row.get("address")
     if address:
         terms += [(str(address), "ADDRESS"), (str(address).partition(",")[0], "ADDRESS")]
-    if row.get("phone"):
-        terms += [(v, "PHONE") for v in _digit_variants(str(row["phone"]), "PHONE")]
+    phone = row.get("phone")
+    if phone:
+        forms = _digit_variants(str(phone), "PHONE") if all_formats else [str(phone)]
+        terms += [(v, "PHONE") for v in forms]
     if row.get("email"):
         terms.append((str(row["email"]), "EMAIL"))
     return terms

@@ -338,7 +338,7 @@ def generate_chunk(seed: int, chunk_index: int, first: int, n: int, counters: Co
     adult = (age >= 16).astype(float)
     routine = np.zeros(len(test_names))
     for name in vocab.ROUTINE_TESTS:
-        routine[test_at[name]] = 0.35
+        routine[test_at[name]] = 0.38
     routine[test_at["HbA1c"]] = routine[test_at["eGFR"]] = 0.1
     m_rate = adult[:, None] * (routine[None, :] + 0.8 * monitor) * span_years[:, None]
     m_count: np.ndarray = rng.poisson(m_rate)
