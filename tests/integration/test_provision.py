@@ -1,0 +1,247 @@
+"""`sde projects provision`: only what is granted, project pseudonyms, opt-outs, atomic swap."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from sde.core.db import transaction
+from sde.core.errors import Conflict, SdeError
+from sde.data import catalogue, connect
+from sde.deid import pseudonyms as ps
+from sde.ingest import optout
+from sde.ingest.pipeline import IngestOptions, ingest
+from sde.provision.build import provision
+from sde.registry import service
+from tests.support.registry import ACTOR, make_active_project, make_person
+
+
+@pytest.fixture
+def published(data_settings, engine, synthetic_source):
+    """One published dataset `ehr` and two active projects p1, p2."""
+    result = ingest(
+        data_settings, engine, synthetic_source, "ehr", ACTOR, IngestOptions(reference_year=2025)
+    )
+    make_person(engine, "alice")
+    make_active_project(engine, "p1", "alice")
+    make_active_project(engine, "p2", "alice")
+    return result
+
+
+def _grant(engine, slug, *columns, version=None):
+    with transaction(engine) as s:
+        service.grant_access(
+            s, ACTOR, slug=slug, dataset="ehr", version=version, columns=list(columns)
+        )
+
+
+def _q(data_dir: Path, sql: str):
+    con = connect(data_dir)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_provision_materialises_only_granted_columns(data_settings, engine, published):
+    _grant(engine, "p1", "person.sex", "person.age_band", "measurement.*")
+    result = provision(data_settings, engine, "p1", ACTOR)
+    data = data_settings.projects_dir / "p1" / "data"
+    assert data.is_symlink() and result.data_dir == data
+    files = sorted(str(p.relative_to(data)) for p in data.rglob("*.parquet"))
+    assert files == ["ehr/measurement.parquet", "ehr/person.parquet"]
+    person_cols = duckdb.sql(f"SELECT * FROM '{data / 'ehr' / 'person.parquet'}'").columns
+    assert person_cols == ["age_band", "sex"]  # in published order
+    rows = {(r["table"], r["column"]): r["description"] for r in catalogue(path=data)}
+    assert set(t for t, _ in rows) == {"measurement", "person"}
+    assert ("person", "postcode_district") not in rows
+    assert rows[("person", "sex")]
+    assert _q(data, "SELECT count(*) FROM person") == [(150,)]
+    assert _q(data, "SELECT count(*) FROM ehr.measurement") == [
+        (published.manifest["tables"]["measurement"]["rows"],)
+    ]
+
+
+def test_provision_two_projects_get_different_pseudonyms(data_settings, engine, published):
+    _grant(engine, "p1", "person.*")
+    _grant(engine, "p2", "person.*")
+    provision(data_settings, engine, "p1", ACTOR)
+    provision(data_settings, engine, "p2", ACTOR)
+    dataset_ids = {
+        r[0]
+        for r in duckdb.sql(
+            f"SELECT person_id FROM '{published.path / 'person.parquet'}'"
+        ).fetchall()
+    }
+    p1 = {
+        r[0] for r in _q(data_settings.projects_dir / "p1" / "data", "SELECT person_id FROM person")
+    }
+    p2 = {
+        r[0] for r in _q(data_settings.projects_dir / "p2" / "data", "SELECT person_id FROM person")
+    }
+    assert len(p1) == len(p2) == 150
+    assert not p1 & p2
+    assert not p1 & dataset_ids and not p2 & dataset_ids
+    # Same person, same other columns: only the pseudonym differs between the projects.
+    q = "SELECT year_of_birth, sex, ethnicity, postcode_district FROM person ORDER BY ALL"
+    assert _q(data_settings.projects_dir / "p1" / "data", q) == _q(
+        data_settings.projects_dir / "p2" / "data", q
+    )
+
+
+def test_provision_project_dir_holds_no_key_material(data_settings, engine, published):
+    _grant(engine, "p1", "person.*", "notes.*")
+    provision(data_settings, engine, "p1", ACTOR)
+    secret = data_settings.pseudonym_key_path.read_bytes()
+    keys = [
+        secret,
+        ps.project_key(secret, "p1"),
+        ps.dataset_key(secret, "ehr"),
+        ps.optout_key(secret),
+    ]
+    needles = [k for key in keys for k in (key, key.hex().encode(), key.hex().upper().encode())]
+    root = data_settings.projects_dir / "p1"
+    scanned = 0
+    for path in root.rglob("*"):
+        if path.is_file():
+            blob = path.read_bytes()
+            scanned += 1
+            assert not any(n in blob for n in needles), f"key material in {path}"
+    assert scanned >= 3
+    assert not any("linkage" in str(p) for p in root.rglob("*"))
+    views = _q(root / "data", "SELECT sql FROM duckdb_views() WHERE NOT internal")
+    assert all("read_parquet('ehr/" in v[0] for v in views)
+
+
+def test_provision_applies_optout_unless_exempt(
+    data_settings, engine, published, synthetic_source, tmp_path
+):
+    _grant(engine, "p1", "person.*", "notes.note_text")
+    with open(synthetic_source / "identifiers.csv", newline="") as f:
+        numbers = [r["nhs_number"] for r in list(csv.DictReader(f))[:4]]
+    listed = tmp_path / "optout.txt"
+    listed.write_text("\n".join(numbers) + "\n")
+    with transaction(engine) as s:
+        optout.load_list(s, ACTOR, data_settings, listed)
+    result = provision(data_settings, engine, "p1", ACTOR)
+    data = data_settings.projects_dir / "p1" / "data"
+    assert _q(data, "SELECT count(*) FROM person") == [(146,)]
+    assert result.manifest["optout"]["removed_persons"] == {"ehr@1": 4}
+    assert result.manifest["optout"]["list_version"] == 1
+    notes_total = published.manifest["tables"]["notes"]["rows"]
+    assert _q(data, "SELECT count(*) FROM notes")[0][0] <= notes_total
+
+    with transaction(engine) as s:
+        optout.exempt(s, ACTOR, "p1", "s251 approval CAG 1-2-3")
+    exempt = provision(data_settings, engine, "p1", ACTOR)
+    assert _q(data, "SELECT count(*) FROM person") == [(150,)]
+    assert exempt.manifest["optout"]["exempt"] is True
+
+    with transaction(engine) as s:
+        optout.revoke_exemption(s, ACTOR, "p1", "approval lapsed")
+    provision(data_settings, engine, "p1", ACTOR)
+    assert _q(data, "SELECT count(*) FROM person") == [(146,)]
+
+
+def test_provision_swaps_atomically_and_keeps_one_previous_build(data_settings, engine, published):
+    _grant(engine, "p1", "person.sex")
+    first = provision(data_settings, engine, "p1", ACTOR)
+    con = connect(data_settings.projects_dir / "p1" / "data")
+    second = provision(data_settings, engine, "p1", ACTOR)
+    # A reader that opened the previous data keeps a consistent view of it.
+    assert con.execute("SELECT count(*) FROM person").fetchall() == [(150,)]
+    con.close()
+    third = provision(data_settings, engine, "p1", ACTOR)
+    link = data_settings.projects_dir / "p1" / "data"
+    assert os.readlink(link).endswith(third.build.name)
+    builds = sorted(p.name for p in (data_settings.projects_dir / "p1" / "builds").iterdir())
+    assert builds == sorted([second.build.name, third.build.name])
+    assert first.build.name not in builds
+
+
+def test_provision_is_audited_with_manifest_hash(data_settings, engine, published):
+    from sqlalchemy import select
+
+    from sde.audit.schema import audit_events
+
+    _grant(engine, "p1", "person.sex")
+    result = provision(data_settings, engine, "p1", ACTOR)
+    with engine.connect() as conn:
+        bodies = [json.loads(b) for b in conn.execute(select(audit_events.c.body)).scalars()]
+    (event,) = [b for b in bodies if b["action"] == "project.provision"]
+    assert event["project"] == "p1"
+    assert event["details"]["manifest_sha256"] == result.manifest_hash
+    assert event["details"]["datasets"][0]["manifest_sha256"] == published.manifest_hash
+
+
+def test_provision_refuses_tampered_dataset_version(data_settings, engine, published):
+    _grant(engine, "p1", "person.sex")
+    target = published.path / "person.parquet"
+    os.chmod(published.path, 0o755)
+    os.chmod(target, 0o644)
+    target.write_bytes(target.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(SdeError, match="does not match"):
+        provision(data_settings, engine, "p1", ACTOR)
+    assert not (data_settings.projects_dir / "p1" / "data").exists()
+
+
+def test_provision_without_grants_or_inactive_project_is_refused(data_settings, engine, published):
+    with pytest.raises(SdeError, match="no dataset grants"):
+        provision(data_settings, engine, "p1", ACTOR)
+    _grant(engine, "p2", "person.sex")
+    with transaction(engine) as s:
+        service.close_project(s, ACTOR, "p2", "done")
+    with pytest.raises(Conflict, match="closed"):
+        provision(data_settings, engine, "p2", ACTOR)
+
+
+def test_provision_cli_and_catalogue(sde_home, synthetic_source, capsys):
+    from tests.support.cli import run_sde
+
+    assert run_sde(capsys, "ingest", str(synthetic_source), "--dataset", "ehr").code == 0
+    assert (
+        run_sde(
+            capsys,
+            "projects",
+            "create",
+            "p1",
+            "--title",
+            "P",
+            "--start",
+            "2020-01-01",
+            "--end",
+            "2099-01-01",
+        ).code
+        == 0
+    )
+    assert (
+        run_sde(
+            capsys,
+            "projects",
+            "approve",
+            "p1",
+            "--approval-ref",
+            "R",
+            "--signed-off-by",
+            "C",
+            "--signed-off-on",
+            "2020-01-01",
+        ).code
+        == 0
+    )
+    assert run_sde(capsys, "projects", "activate", "p1").code == 0
+    assert run_sde(capsys, "datasets", "grant", "p1", "ehr", "-c", "person.*").code == 0
+    out = run_sde(capsys, "projects", "provision", "p1")
+    assert out.code == 0, out.err
+    assert "ehr.person" in out.out
+    cat = run_sde(capsys, "data", "catalogue", "--project", "p1", "--json")
+    assert cat.code == 0
+    rows = json.loads(cat.out)
+    assert {r["column"] for r in rows} >= {"person_id", "age_band", "postcode_district"}
+    missing = run_sde(capsys, "data", "catalogue", "--project", "nope")
+    assert missing.code == 2 and "error: no project data" in missing.err
