@@ -125,6 +125,8 @@ def ingest(
             con.execute(f"SET threads = {int(options.threads)}")
         with _timed(timings, "validate"):
             source_entry = _stage_and_validate(con, files, progress)
+        # Row order mattered for naming rows in problems; published files need none.
+        con.execute("SET preserve_insertion_order = false")
         with transaction(engine) as session:
             entry = optout.current_list(session)
             optout_version = entry.version if entry else None

@@ -49,40 +49,40 @@ def first_duplicate(con: duckdb.DuckDBPyConnection, table: Table, columns: str) 
 def check_rows(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
     table = sf.table
     name = sf.path.name
-    count = one(con.execute(f"SELECT count(*) FROM src_{table.name}"))
-    if not count or count[0] == 0:
-        return [Problem(name, "has no data rows")]
-    problems: list[Problem] = []
-
     required = [c.name for c in table.columns if not c.nullable]
-    if required:
-        nulls = one(
-            con.execute(
-                "SELECT "
-                + ", ".join(f"count(*) FILTER (WHERE {_q(c)} IS NULL)" for c in required)
-                + f" FROM src_{table.name}"
-            )
-        )
-        assert nulls is not None
-        for col, n in zip(required, nulls, strict=True):
-            if n:
-                row = first_row(con, table, f"{_q(col)} IS NULL")
-                problems.append(
-                    Problem(name, f"empty value in a required column ({n} rows)", col, row)
-                )
-
     pk = ", ".join(_q(c) for c in table.primary_key)
-    dupes = one(
+    key = pk if len(table.primary_key) == 1 else f"({pk})"
+    # One pass: row count, nulls in required columns, distinct keys.
+    figures = one(
         con.execute(
-            f"SELECT count(*) FROM (SELECT {pk} FROM src_{table.name} "
-            "GROUP BY ALL HAVING count(*) > 1)"
+            "SELECT "
+            + ", ".join(
+                ["count(*)", f"count(DISTINCT {key})"]
+                + [f"count(*) FILTER (WHERE {_q(c)} IS NULL)" for c in required]
+            )
+            + f" FROM src_{table.name}"
         )
     )
-    if dupes and dupes[0]:
+    assert figures is not None
+    total, distinct, *nulls = figures
+    if total == 0:
+        return [Problem(name, "has no data rows")]
+    problems: list[Problem] = []
+    for col, n in zip(required, nulls, strict=True):
+        if n:
+            row = first_row(con, table, f"{_q(col)} IS NULL")
+            problems.append(Problem(name, f"empty value in a required column ({n} rows)", col, row))
+    # count(DISTINCT) ignores NULL keys, which the null check above already reports.
+    repeats = (
+        total
+        - distinct
+        - sum(n for col, n in zip(required, nulls, strict=True) if col in table.primary_key)
+    )
+    if repeats > 0:
         problems.append(
             Problem(
                 name,
-                f"duplicate {', '.join(table.primary_key)} ({dupes[0]} values repeated)",
+                f"duplicate {', '.join(table.primary_key)} ({repeats} repeated rows)",
                 ", ".join(table.primary_key),
                 first_duplicate(con, table, pk),
             )
@@ -175,12 +175,40 @@ def check_stray_identifiers(
             "CREATE OR REPLACE TEMP TABLE _nhs_values AS SELECT DISTINCT "
             "TRY_CAST(nhs_number AS BIGINT) AS n FROM src_identifiers"
         )
+    bounds = one(con.execute("SELECT min(n), max(n) FROM _nhs_values")) if has_ids else None
     problems = []
     for tname, sf in files.items():
         if tname == IDENTIFIERS_TABLE:
             continue
-        for col, ctype in _scanned_columns(sf.table):
+        columns = _scanned_columns(sf.table)
+        numeric = [c for c, t in columns if t != "string"]
+        in_range: set[str] = set()
+        if numeric and bounds and bounds[0] is not None:
+            # One cheap pass over the numeric columns: only a column holding values in
+            # the NHS numbers' range is then matched against them.
+            lo, hi = bounds
+            counts = one(
+                con.execute(
+                    "SELECT "
+                    + ", ".join(
+                        f"count(*) FILTER (WHERE {_q(c)} BETWEEN {lo} AND {hi})" for c in numeric
+                    )
+                    + f" FROM src_{tname}"
+                )
+            )
+            in_range = {c for c, n in zip(numeric, counts or (), strict=True) if n}
+        strings = [c for c, t in columns if t == "string"]
+        if strings:
+            # Distinct values of every text column in one pass over the table.
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _distinct AS SELECT "
+                + ", ".join(f"list(DISTINCT {_q(c)}) AS {_q(c)}" for c in strings)
+                + f" FROM src_{tname}"
+            )
+        for col, ctype in columns:
             qc = _q(col)
+            if ctype != "string" and col not in in_range:
+                continue
             if ctype == "string":
                 digits = f"regexp_replace(regexp_extract({qc}, '{NHS_LIKE_RE}'), '[ -]', '', 'g')"
                 checks = [
@@ -207,12 +235,12 @@ def check_stray_identifiers(
             if not checks:
                 continue
             select = ", ".join(f"bool_or({cond})" for _, cond in checks)
-            hits = one(
-                con.execute(
-                    f"SELECT {select} FROM (SELECT DISTINCT {qc} FROM src_{tname} "
-                    f"WHERE {qc} IS NOT NULL) AS v({qc})"
-                )
+            values = (
+                f"(SELECT unnest({qc}) AS {qc} FROM _distinct)"
+                if ctype == "string"
+                else f"(SELECT DISTINCT {qc} FROM src_{tname} WHERE {qc} IS NOT NULL)"
             )
+            hits = one(con.execute(f"SELECT {select} FROM {values} AS v({qc})"))
             assert hits is not None
             for (what, cond), hit in zip(checks, hits, strict=True):
                 if hit:
