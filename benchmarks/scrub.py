@@ -36,7 +36,7 @@ from presidio_analyzer.predefined_recognizers import (
 
 from sde.deid.recognizers import uk_recognizers
 from sde.deid.scrub import Found, Scrubber, identifier_terms
-from sde.synth.schema import PLANTED_FILE, TABLES, TRUTH_DIR
+from sde.synth.schema import PLANTED_FILE, TABLES, TRUTH_DIR, csv_options
 from sde.synth.write import synthesize
 
 TARGET = 20.0
@@ -55,6 +55,12 @@ def _engine(registry: RecognizerRegistry | None) -> AnalyzerEngine:
         registry.add_recognizer(UkPostcodeRecognizer())
         registry.add_recognizer(UkNinoRecognizer())
     return AnalyzerEngine(registry=registry, nlp_engine=nlp, supported_languages=["en"])
+
+
+def _read(source: Path, name: str) -> list[dict]:
+    parse, convert = csv_options(TABLES[name])
+    path = source / TABLES[name].file_name
+    return pacsv.read_csv(path, parse_options=parse, convert_options=convert).to_pylist()
 
 
 def _per_cell(engine: AnalyzerEngine, cells: list[str]) -> tuple[float, list[list[Found]]]:
@@ -95,9 +101,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "source"
         synthesize(persons, source, seed=args.seed)
-        read = pacsv.ConvertOptions(column_types=TABLES["notes"].arrow_schema())
-        notes = pacsv.read_csv(source / "notes.csv", convert_options=read).to_pylist()
-        identifiers = pacsv.read_csv(source / "identifiers.csv").to_pylist()
+        notes = _read(source, "notes")
+        identifiers = _read(source, "identifiers")
         planted = [
             json.loads(line)
             for line in (source / TRUTH_DIR / PLANTED_FILE).read_text("utf-8").splitlines()
@@ -139,14 +144,13 @@ def main() -> None:
     print(f"source: {persons} persons, {len(cells)} notes, {len(planted)} planted identifiers")
     print(f"deny list: {scrubber.deny.size} terms, built in {build_s:.2f} s")
     print(f"{'run':<34}{'cells':>8}{'seconds':>10}{'cells/s':>12}")
-    print(
-        f"{'naive per-cell, default registry':<34}{len(sample):>8}{naive_s:>10.2f}{naive_rate:>12,.0f}"
-    )
-    print(f"{'naive per-cell, our registry':<34}{len(sample):>8}{same_s:>10.2f}{same_rate:>12,.0f}")
-    print(f"{'ours (same cells)':<34}{len(sample):>8}{ours_sample_s:>10.2f}{ours_rate:>12,.0f}")
-    print(
-        f"{'ours (all notes)':<34}{len(cells):>8}{ours_all_s:>10.2f}{len(cells) / ours_all_s:>12,.0f}"
-    )
+    for label, count, seconds in (
+        ("naive per-cell, default registry", len(sample), naive_s),
+        ("naive per-cell, our registry", len(sample), same_s),
+        ("ours (same cells)", len(sample), ours_sample_s),
+        ("ours (all notes)", len(cells), ours_all_s),
+    ):
+        print(f"{label:<34}{count:>8}{seconds:>10.2f}{count / seconds:>12,.0f}")
     print(
         f"speedup vs naive: {ratio:.1f}x (target {TARGET:.0f}x); vs our registry per cell: "
         f"{ours_rate / same_rate:.1f}x"
