@@ -78,7 +78,7 @@ def _recall(planted: list[dict], found: dict[int, list[Found]], texts: dict[int,
         note_id = p["key"]["note_id"]
         if note_id not in found:
             continue
-        covered = set()
+        covered: set[int] = set()
         for f in found[note_id]:
             covered.update(range(f.start, f.end))
         text = texts[note_id][p["start"] : p["end"]]
