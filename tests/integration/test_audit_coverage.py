@@ -49,6 +49,20 @@ from sde.hub import events as hub_events  # noqa: E402
 
 HUB_PW = "a long enough password"
 
+from sde.ingest import optout as data_optout  # noqa: E402
+
+
+def _load_optout_list(s: Session) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from sde.core.config import load_settings
+
+    home = Path(tempfile.mkdtemp(prefix="sde-audit-optout-"))
+    listed = home / "optout.txt"
+    listed.write_text("9434765919\n")
+    data_optout.load_list(s, ACTOR, load_settings(env={"SDE_HOME": str(home)}), listed)
+
 
 def _with_password(s: Session) -> None:
     hub_creds.set_password(s, ACTOR, "alice", HUB_PW)
@@ -134,6 +148,12 @@ CALLS: dict[str, Callable[[Session], Any]] = {
         s, "bob", "p1", ["not a member of project p1"]
     ),
     "workspace.stop": lambda s: hub_events.record_stop(s, ACTOR, "alice", "p1"),
+    "optout.list.load": _load_optout_list,
+    "optout.exempt": lambda s: data_optout.exempt(s, ACTOR, "p1", "s251 approval"),
+    "optout.exempt.revoke": lambda s: (
+        data_optout.exempt(s, ACTOR, "p1", "s251 approval"),
+        data_optout.revoke_exemption(s, ACTOR, "p1", "approval lapsed"),
+    ),
 }
 
 
