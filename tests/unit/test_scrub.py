@@ -150,6 +150,12 @@ def test_scrub_repeated_cells_are_scrubbed_alike() -> None:
     assert counts == {"PHONE": 4}
 
 
+def test_scrub_cell_with_nul_is_scrubbed_on_its_own() -> None:
+    cells = ["Dr Quaresma\x00 called 07700 900123", "Email jo@gmail.com"]
+    out, _ = Scrubber().scrub_many(cells)
+    assert out == ["Dr [PERSON]\x00 called [PHONE]", "Email [EMAIL]"]
+
+
 def test_scrub_batches_find_what_presidio_finds_per_cell(sample: dict) -> None:
     nlp = NlpEngineProvider(
         nlp_configuration={
@@ -163,12 +169,20 @@ def test_scrub_batches_find_what_presidio_finds_per_cell(sample: dict) -> None:
         supported_languages=["en"],
     )
     cells = sample["texts"][:150]
-    batched = Scrubber().find_many(cells)  # no deny list: presidio's recognizers only
-    for cell, spans in zip(cells, batched, strict=True):
-        per_cell = {
-            i for r in engine.analyze(text=cell, language="en") for i in range(r.start, r.end)
-        }
-        assert _covered(spans) == per_cell, cell
+    presidio = Scrubber()  # no deny list: presidio's recognizers only, presidio's engine
+    stdlib = Scrubber()
+    twins = 0
+    for c in stdlib._compiled:  # every pattern the stdlib `re` can run, whatever is faster
+        if c.stdlib is not None:
+            c.pattern, twins = c.stdlib, twins + 1
+    stdlib._calibrated = True
+    assert twins >= 5
+    for scrubber in (presidio, stdlib):
+        for cell, spans in zip(cells, scrubber.find_many(cells), strict=True):
+            per_cell = {
+                i for r in engine.analyze(text=cell, language="en") for i in range(r.start, r.end)
+            }
+            assert _covered(spans) == per_cell, cell
 
 
 def test_scrub_identifier_terms_and_classification() -> None:

@@ -38,6 +38,8 @@ from sde.deid.recognizers import TAGS, uk_recognizers
 # can never run from one cell into the next.
 SEPARATOR = "\n\x00\n"
 BATCH_CHARS = 1_000_000
+# Engine timings on less text than this are too noisy to choose by.
+CALIBRATE_CHARS = 200_000
 # When spans overlap, the merged span takes the tag of the longest; ties go to the
 # earlier tag in this list.
 TAG_PRIORITY = ("NHS_NUMBER", "EMAIL", "PHONE", "NINO", "POSTCODE", "DATE", "ADDRESS", "PERSON")
@@ -381,7 +383,7 @@ class Scrubber:
             starts.append(position)
             position += len(cell) + len(SEPARATOR)
         buffer = SEPARATOR.join(cells)
-        if not self._calibrated:
+        if not self._calibrated and len(buffer) >= CALIBRATE_CHARS:
             self._calibrate(buffer)
         for f in self._analyze(buffer, starts, cells):
             k = bisect_right(starts, f.start) - 1
