@@ -198,10 +198,22 @@ def test_synth_rejects_bad_input(tmp_path: Path) -> None:
     (tmp_path / "full" / "keep.txt").write_text("x")
     with pytest.raises(SdeError, match="already exists and is not empty"):
         synthesize(10, tmp_path / "full")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SdeError, match="is an existing file"):
+        synthesize(10, tmp_path / "file")
+    (tmp_path / "file").unlink()
     with pytest.raises(SdeError, match="parent directory"):
         synthesize(10, tmp_path / "missing" / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+
+def test_synth_fills_an_existing_empty_directory(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    summary = synthesize(20, tmp_path / "empty", seed=1)
+    assert summary.rows["person"] == 20
+    assert (tmp_path / "empty" / "person.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
 def test_synth_failure_leaves_nothing_behind(

@@ -30,7 +30,9 @@ class Summary:
 
 
 def check_target(out: Path) -> None:
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise SdeError(f"output directory {out} is an existing file")
+    if out.exists() and any(out.iterdir()):
         raise SdeError(f"output directory {out} already exists and is not empty")
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
