@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class HubSite:
     engine: Engine
     hub: HubProcess | None = None
     secrets: dict[str, str] = field(default_factory=dict)
+    used_steps: dict[str, int] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -56,7 +58,21 @@ class HubSite:
         return secret
 
     def code(self, username: str) -> str:
-        return pyotp.TOTP(self.secrets[username]).now()
+        """A code the hub has not seen accepted yet (each is accepted once).
+
+        The hub allows one step of drift, so the next step's code serves when the
+        current one is used; past that, wait for the clock.
+        """
+        totp = pyotp.TOTP(self.secrets[username])
+        while True:
+            now = time.time()
+            step = int(now // 30)
+            last = self.used_steps.get(username, -1)
+            for candidate in (step, step + 1):
+                if candidate > last:
+                    self.used_steps[username] = candidate
+                    return totp.at(candidate * 30)
+            time.sleep((step + 1) * 30 - now + 0.05)
 
 
 def site_env(home: Path, docker: bool, **extra: str) -> dict[str, str]:

@@ -191,12 +191,16 @@ class SdeAuthenticator(Authenticator):
         if not state.enrolled:
             raise EnrolmentRequired(username)
         with self.store.read() as s:
-            code_ok = creds.verify_code(s, username, code, self.cipher)
-        if not code_ok:
+            step = creds.verify_code(s, username, code, self.cipher)
+        if step is None:
             self._fail(username, "wrong authenticator code" if code else "no authenticator code")
             return None
-        with self.store.write() as s:
-            creds.record_login_success(s, username)
+        try:
+            with self.store.write() as s:
+                creds.record_login_success(s, username, totp_step=step)
+        except creds.CodeReused:
+            self._fail(username, "authenticator code used twice")
+            return None
         return {"name": username}
 
     def _ticket_secret(self, handler: web.RequestHandler, ticket: str, username: str) -> str:
@@ -220,12 +224,13 @@ class SdeAuthenticator(Authenticator):
             raise web.HTTPError(403, locked_message(state.locked_until))
         if state.enrolled:
             raise web.HTTPError(403, "This account is already enrolled: sign in with your code.")
-        if not creds.code_matches(secret, code):
+        step = creds.matching_step(secret, code)
+        if step is None:
             self._fail(username, "wrong code at enrolment")
             raise EnrolmentRequired(
                 username, secret, "That code did not match. Check the clock of your device."
             )
         with self.store.write() as s:
-            creds.enrol_totp(s, f"user:{username}", username, secret, self.cipher)
+            creds.enrol_totp(s, f"user:{username}", username, secret, self.cipher, step)
             creds.record_login_success(s, username, method="password+totp-enrolment")
         return {"name": username}

@@ -9,9 +9,11 @@ attempt, records an audit event in the caller's transaction.
 from __future__ import annotations
 
 import base64
+import hmac
 import os
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -54,6 +56,8 @@ class Credential(Base):
     # Fernet token of the base32 TOTP secret; NULL until the person enrols.
     totp_secret: Mapped[str | None] = mapped_column(Text)
     enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Time step of the last accepted code: a code is accepted once (RFC 6238, 5.2).
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -115,12 +119,25 @@ def provisioning_uri(secret: str, username: str, issuer: str) -> str:
     return totp(secret).provisioning_uri(name=username, issuer_name=issuer)
 
 
-def code_matches(secret: str, code: str) -> bool:
-    """One step of clock drift either way is accepted, as authenticator apps drift."""
+def matching_step(secret: str, code: str, at: float | None = None) -> int | None:
+    """The time step whose code `code` is, or None.
+
+    One step of clock drift either way is accepted, as authenticator apps drift.
+    """
     code = re.sub(r"\s", "", code or "")
     if not re.fullmatch(rf"\d{{{TOTP_DIGITS}}}", code):
-        return False
-    return bool(totp(secret).verify(code, valid_window=1))
+        return None
+    t = totp(secret)
+    now = time.time() if at is None else at
+    for drift in (0, -1, 1):
+        moment = datetime.fromtimestamp(now + drift * TOTP_INTERVAL, UTC)
+        if hmac.compare_digest(t.at(moment), code):
+            return int(t.timecode(moment))
+    return None
+
+
+def code_matches(secret: str, code: str) -> bool:
+    return matching_step(secret, code) is not None
 
 
 # ---------------------------------------------------------------- reads
@@ -172,17 +189,21 @@ def verify_password(session: Session, username: str, password: str) -> bool:
         return False
 
 
-def verify_code(session: Session, username: str, code: str, cipher: Fernet) -> bool:
+def verify_code(session: Session, username: str, code: str, cipher: Fernet) -> int | None:
+    """The time step of a valid, not yet used code; None when wrong or already used."""
     cred = credential_of(session, username)
     if cred is None or cred.totp_secret is None:
-        return False
+        return None
     try:
         secret = cipher.decrypt(cred.totp_secret.encode()).decode()
     except InvalidToken:
         raise SdeError(
             "the stored TOTP secret cannot be decrypted: the hub's TOTP key has changed"
         ) from None
-    return code_matches(secret, code)
+    step = matching_step(secret, code)
+    if step is None or (cred.totp_last_step is not None and step <= cred.totp_last_step):
+        return None
+    return step
 
 
 # ---------------------------------------------------------------- writes
@@ -239,7 +260,7 @@ def reset_credentials(
     cred.password_hash = _hasher.hash(_check_password(password))
     cred.password_set_at = _now()
     was_enrolled = cred.enrolled_at is not None
-    cred.totp_secret, cred.enrolled_at = None, None
+    cred.totp_secret, cred.enrolled_at, cred.totp_last_step = None, None, None
     cred.failed_attempts, cred.locked_until = 0, None
     record(
         session,
@@ -251,8 +272,18 @@ def reset_credentials(
 
 
 @write_operation("hub.totp.enrol")
-def enrol_totp(session: Session, actor: str, username: str, secret: str, cipher: Fernet) -> None:
-    """Store a verified TOTP secret (encrypted); the person must have a password."""
+def enrol_totp(
+    session: Session,
+    actor: str,
+    username: str,
+    secret: str,
+    cipher: Fernet,
+    step: int | None = None,
+) -> None:
+    """Store a verified TOTP secret (encrypted); the person must have a password.
+
+    `step` is the time step of the code that proved the enrolment (used up).
+    """
     person = get_person(session, username)
     cred = session.get(Credential, person.id)
     if cred is None:
@@ -261,14 +292,30 @@ def enrol_totp(session: Session, actor: str, username: str, secret: str, cipher:
         raise SdeError(f"user {username!r} is already enrolled; an operator reset comes first")
     cred.totp_secret = cipher.encrypt(secret.encode()).decode()
     cred.enrolled_at = _now()
+    cred.totp_last_step = step
     record(session, actor=actor, action="hub.totp.enrol", target=f"person:{username}")
 
 
+class CodeReused(SdeError):
+    """A TOTP code was presented again after it had been accepted."""
+
+
 @write_operation("hub.login.success")
-def record_login_success(session: Session, username: str, *, method: str = "password+totp") -> None:
+def record_login_success(
+    session: Session,
+    username: str,
+    *,
+    method: str = "password+totp",
+    totp_step: int | None = None,
+) -> None:
+    """Record a sign-in; `totp_step` is used up (CodeReused if a concurrent sign-in won)."""
     person = get_person(session, username)
-    cred = session.get(Credential, person.id)
+    cred = session.get(Credential, person.id, with_for_update=True)
     if cred is not None:
+        if totp_step is not None:
+            if cred.totp_last_step is not None and totp_step <= cred.totp_last_step:
+                raise CodeReused("this authenticator code has been used already")
+            cred.totp_last_step = totp_step
         cred.failed_attempts, cred.locked_until, cred.last_login_at = 0, None, _now()
     record(
         session,

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("password_set_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("totp_secret", sa.Text(), nullable=True),
         sa.Column("enrolled_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("totp_last_step", sa.Integer(), nullable=True),
         sa.Column("failed_attempts", sa.Integer(), nullable=False),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
