@@ -17,9 +17,10 @@ from sde.audit import list_events
 from sde.core.db import transaction
 from sde.hub.client import HubClient
 from sde.hub.credentials import credential_of
+from sde.registry import service
 from tests.support.cli import run_sde
 from tests.support.hub import PASSWORD, HubSite, make_site, running
-from tests.support.registry import make_person
+from tests.support.registry import ACTOR, make_person
 
 PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal")
 
@@ -29,6 +30,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
     s = make_site(tmp_path_factory.mktemp("hub-auth") / "home")
     for name in PEOPLE:
         make_person(s.engine, name)
+    with transaction(s.engine) as ses:
+        service.grant_role(ses, ACTOR, "opal", "operator")
     with running(s):
         yield s
 
@@ -189,3 +192,48 @@ def test_hub_state_files_are_private(site):
         assert (hub_dir / name).stat().st_mode & 0o077 == 0, name
     key = Path(site.settings.home) / "keys" / "hub-totp.key"
     assert key.stat().st_mode & 0o077 == 0
+
+
+def test_hub_operator_role_can_list_and_stop_but_not_enter_workspaces(site, client):
+    site.enrol("opal")
+    assert client.login("opal", PASSWORD, site.code("opal")).ok
+    me = client.api("GET", "/user").json()
+    assert me["admin"] is False
+    assert "sde-operator" in me["roles"]
+    assert not [s for s in me["scopes"] if s.startswith("admin")]
+    assert client.api("GET", "/users").status_code == 200
+    # Operators may list and stop workspaces but hold no access to enter them.
+    assert "delete:servers" in me["scopes"]
+    assert not [s for s in me["scopes"] if s.startswith("access:servers") and "!" not in s]
+
+
+def test_hub_start_command_serves_the_login_page(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+
+    own = make_site(tmp_path / "home")
+    own.engine.dispose()
+    env = {**os.environ, **own.env}
+    sde = str(Path(sys.executable).with_name("sde"))
+    proc = subprocess.Popen(
+        [sde, "hub", "start"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        first = proc.stdout.readline().decode() if proc.stdout else ""
+        url = f"http://127.0.0.1:{env['SDE_HUB_PORT']}/"
+        assert first.strip() == f"sde hub: {url}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                r = httpx.get(url + "hub/login", timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert 'name="otp"' in r.text and 'name="password"' in r.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
