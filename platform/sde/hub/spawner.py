@@ -117,13 +117,6 @@ class WorkspaceSpawner(DockerSpawner):
             str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
         }
         self.volumes = {work_volume_name(self.user.name, self.project): self.work_dir}
-        self.environment.update(
-            {
-                "SDE_PROJECT": self.project,
-                "SDE_DATA_DIR": self.data_dir,
-                "JUPYTER_CONFIG_PATH": JUPYTER_CONFIG_MOUNT,
-            }
-        )
         ip, port = await super().start()
         await self._wait_listening(ip, port)
         await asyncio.to_thread(self._audit_spawn)
@@ -145,6 +138,17 @@ class WorkspaceSpawner(DockerSpawner):
                     return
                 except httpx.HTTPError:
                     await asyncio.sleep(0.05)
+
+    def get_env(self) -> dict[str, str]:
+        env: dict[str, str] = super().get_env()
+        env.update(
+            {
+                "SDE_PROJECT": self.project,
+                "SDE_DATA_DIR": self.data_dir,
+                "JUPYTER_CONFIG_PATH": JUPYTER_CONFIG_MOUNT,
+            }
+        )
+        return env
 
     def _audit_spawn(self) -> None:
         with self.store.write() as s:
