@@ -21,6 +21,7 @@ from sde.audit import list_events
 from sde.core.db import transaction
 from sde.hub.client import HubClient, HubError
 from sde.registry import service
+from tests.conftest import require_service
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
 from tests.support.registry import ACTOR, make_active_project, make_person, today
@@ -32,6 +33,7 @@ IMAGE = "sde-workspace:latest"
 
 @pytest.fixture(scope="module")
 def site(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+    require_service("workspace image", image_present(IMAGE), f"build {IMAGE} with `make images`")
     s = make_site(tmp_path_factory.mktemp("hub-spawn") / "home", docker=True, SDE_HUB_IMAGE=IMAGE)
     for name in ("alice", "tina", "olaf"):
         make_person(s.engine, name)
@@ -52,6 +54,16 @@ def site(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Ite
         s.enrol(name)
     with running(s):
         yield s
+
+
+def image_present(name: str) -> bool:
+    import docker
+
+    try:
+        docker.from_env().images.get(name)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 def signed_in(site: HubSite, username: str) -> HubClient:
