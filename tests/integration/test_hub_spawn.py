@@ -39,6 +39,7 @@ def site(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Ite
         make_person(s.engine, name)
     make_active_project(s.engine, "cohort-a", "alice", "tina")
     make_active_project(s.engine, "old-study", "alice")
+    make_active_project(s.engine, "no-data", "alice")
     with transaction(s.engine) as ses:
         service.update_project(
             ses,
@@ -89,8 +90,10 @@ def test_hub_spawn_researcher_queries_project_data_over_kernel_websocket(site, a
     expected = expected_counts(site, "cohort-a")
     assert sum(expected.values()) > 100
     assert query_counts(c, server) == expected
-    spawns = [e for e in list_events(site.engine, action="workspace.spawn")]
+    spawns = list(list_events(site.engine, action="workspace.spawn"))
     assert [(e["actor"], e["project"]) for e in spawns] == [("user:alice", "cohort-a")]
+    build = (site.settings.projects_dir / "cohort-a" / "data").resolve().name
+    assert spawns[0]["details"]["data_build"] == build
 
 
 def test_hub_spawn_data_is_read_only_and_work_dir_writable(alice_workspace):
@@ -184,3 +187,11 @@ def test_hub_spawn_refused_with_reason_and_audited(site, username, project, reas
         if e["target"] == f"workspace:{username}/{project}"
     ]
     assert events and any(reason in r for r in events[-1]["details"]["reasons"])
+
+
+def test_hub_spawn_refused_when_project_data_is_not_provisioned(site):
+    with signed_in(site, "alice") as c:
+        with pytest.raises(HubError) as refused:
+            c.start_workspace("no-data")
+        assert refused.value.status == 409
+        assert "sde projects provision no-data" in refused.value.message
