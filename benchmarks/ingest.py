@@ -58,6 +58,7 @@ def make_source(persons: int, work: Path) -> Path:
     out = work / "parquet"
     out.mkdir()
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     for table in TABLES.values():
         types = ", ".join(f"'{c.name}': '{DUCKDB_TYPES[c.type]}'" for c in table.columns)
         con.execute(
@@ -74,6 +75,7 @@ def make_source(persons: int, work: Path) -> Path:
 def floor_copy(source: Path, out: Path) -> float:
     out.mkdir()
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     t = time.perf_counter()
     for table in TABLES.values():
         cols = ", ".join(f'"{c.name}"' for c in table.columns if c.role is not Role.FREE_TEXT)
@@ -176,6 +178,7 @@ def main() -> None:
         ).fetchall()[0][0]
         views_sql = QUERY.format(measurement="measurement", person="person", concept=concept)
         raw = duckdb.connect()
+        raw.execute("SET enable_progress_bar = false")
         raw_sql = QUERY.format(
             measurement=f"read_parquet('{data / 'bench' / 'measurement.parquet'}')",
             person=f"read_parquet('{data / 'bench' / 'person.parquet'}')",

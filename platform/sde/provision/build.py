@@ -152,6 +152,7 @@ def provision(
     build = build_dir(builds, "build")
     try:
         con = duckdb.connect()
+        con.execute("SET enable_progress_bar = false")
         if hashes is not None:
             con.register("optout_list", hashes)
         datasets: list[dict[str, Any]] = []
