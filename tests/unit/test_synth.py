@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 from collections import Counter
 from pathlib import Path
@@ -63,6 +66,18 @@ def test_synth_same_seed_is_byte_identical(tmp_path: Path) -> None:
     a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert set(a) == {t.file_name for t in TABLES.values()} | {f"{TRUTH_DIR}/{PLANTED_FILE}"}
     assert a == b
+
+
+def test_synth_is_identical_across_processes(tmp_path: Path) -> None:
+    # Hash randomisation differs per process: nothing may depend on set or hash order.
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        subprocess.run(
+            [sys.executable, "-m", "sde.cli.main", "synth", "-n", "150", "-o", str(tmp_path / name)]
+            + ["--seed", "9", "--quiet"],
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+    assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
 
 def test_synth_different_seed_differs(tmp_path: Path) -> None:
