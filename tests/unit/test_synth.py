@@ -71,9 +71,9 @@ def test_synth_same_seed_is_byte_identical(tmp_path: Path) -> None:
 def test_synth_is_identical_across_processes(tmp_path: Path) -> None:
     # Hash randomisation differs per process: nothing may depend on set or hash order.
     for name, hash_seed in (("a", "1"), ("b", "2")):
+        out = ["-o", str(tmp_path / name)]
         subprocess.run(
-            [sys.executable, "-m", "sde.cli.main", "synth", "-n", "150", "-o", str(tmp_path / name)]
-            + ["--seed", "9", "--quiet"],
+            [sys.executable, "-m", "sde.cli.main", "synth", "-n", "150", "--seed", "9", "-q", *out],
             check=True,
             env={**os.environ, "PYTHONHASHSEED": hash_seed},
         )
