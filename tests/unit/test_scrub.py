@@ -127,6 +127,13 @@ def test_scrub_deny_list_is_case_insensitive_on_word_boundaries() -> None:
     assert counts == {"PERSON": 1, "ADDRESS": 1}
 
 
+def test_scrub_short_names_match_only_as_names() -> None:
+    scrubber = Scrubber(["Li", ("ng", "PERSON"), "X", "7"])
+    out, counts = scrubber.scrub_many(["Mr Li and Ms Ng; li-ion battery; ED ng; X 7 X"])
+    assert out == ["Mr [PERSON] and Ms [PERSON]; li-ion battery; ED [PERSON]; X 7 X"]
+    assert counts == {"PERSON": 3}
+
+
 def test_scrub_tags_each_kind_and_joins_names() -> None:
     text = (
         "Mrs Jane Pemberton, DOB 3rd March 1951, NHS 9434765919, LS6 2AB, "

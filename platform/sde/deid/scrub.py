@@ -170,25 +170,41 @@ def identifier_terms(row: Mapping[str, object], all_formats: bool = False) -> li
 
 
 class DenyList:
-    """Exact terms matched case-insensitively on word boundaries (one Aho-Corasick pass)."""
+    """Exact terms matched case-insensitively on word boundaries (one Aho-Corasick pass).
+
+    Terms of one or two characters would redact ordinary words, so single characters
+    are dropped and two-letter names (Li, Ng, Wu) are matched only as written or
+    capitalised ("Li", not "li").
+    """
 
     def __init__(self, terms: Iterable[str | tuple[str, str]]) -> None:
         self._automaton = ahocorasick.Automaton()
+        short: dict[str, str] = {}
         for term in terms:
             text, tag = (term, classify(term)) if isinstance(term, str) else term
-            key = text.strip().lower()
-            # One- or two-letter terms (initials) would redact ordinary words.
-            if len(key) < 3 and not key.isdigit():
+            text = text.strip()
+            if len(text) < 3:
+                if len(text) == 2 and text.isalpha():
+                    short[text] = short[text.capitalize()] = tag
                 continue
+            key = text.lower()
             self._automaton.add_word(key, (len(key), tag))
-        self.size = len(self._automaton)
-        if self.size:
+        self.size = len(self._automaton) + len(short)
+        if len(self._automaton):
             self._automaton.make_automaton()
+        self._short_tags = short
+        self._short = (
+            re.compile(r"(?<!\w)(?:" + "|".join(sorted(short)) + r")(?!\w)") if short else None
+        )
 
-    def find(self, lowered: str) -> list[Found]:
-        if not self.size:
-            return []
+    def find(self, text: str, lowered: str) -> list[Found]:
+        """Hits in `text`; `lowered` is `text` lower-cased with the same offsets."""
         found = []
+        if self._short is not None:
+            for match in self._short.finditer(text):
+                found.append(Found(match.start(), match.end(), self._short_tags[match.group()]))
+        if not len(self._automaton):
+            return found
         last = len(lowered)
         for end_index, (length, tag) in self._automaton.iter(lowered):
             start, end = end_index - length + 1, end_index + 1
@@ -317,7 +333,7 @@ class Scrubber:
             no_nlp = cast(NlpArtifacts, None)
             for result in recognizer.analyze(buffer, recognizer.supported_entities, no_nlp):
                 found.append(Found(result.start, result.end, TAGS[result.entity_type]))
-        found.extend(self.deny.find(_lower(buffer)))
+        found.extend(self.deny.find(buffer, _lower(buffer)))
         return found
 
     def _calibrate(self, buffer: str) -> None:
