@@ -38,6 +38,10 @@ def exec_hub(settings: Settings) -> None:
     cwd = hub_dir(settings)
     print(f"sde hub: {hub_url(settings)}", flush=True)
     os.chdir(cwd)
+    # A shell without job control starts background commands with SIGINT ignored,
+    # and ignored signals survive exec: the hub's services would then ignore the
+    # interrupt the hub sends them at shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     cmd = hub_command()
     os.execve(cmd[0], cmd, hub_env(settings))
 
