@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,6 +83,8 @@ def site_env(home: Path, docker: bool, **extra: str) -> dict[str, str]:
         "SDE_HUB_PORT": str(free_port()),
         "SDE_HUB_API_PORT": str(free_port()),
         "SDE_HUB_DOCKER": "true" if docker else "false",
+        # Containers and volumes of this test's hub only (and removed afterwards).
+        "SDE_HUB_NAME": f"sdetest{uuid.uuid4().hex[:8]}",
         "SDE_HUB_MAX_FAILURES": "3",
         "SDE_HUB_LOCKOUT_SECONDS": "600",
     }
@@ -111,3 +114,13 @@ def running(site: HubSite) -> Iterator[HubSite]:
     finally:
         site.hub.stop()
         site.engine.dispose()
+        if site.settings.hub.docker:
+            remove_volumes(site.settings.hub.name)
+
+
+def remove_volumes(installation: str) -> None:
+    import docker
+
+    client = docker.from_env()
+    for volume in client.volumes.list(filters={"name": f"{installation}-work-"}):
+        volume.remove(force=True)

@@ -90,6 +90,11 @@ class HubSettings:
     )
     api_port: int = setting(8081, "Port of the hub API.")
     image: str = setting("sde-workspace:latest", "Docker image of researcher workspaces.")
+    name: str = setting(
+        "sde",
+        "Name of this installation on the Docker engine: prefix of workspace containers "
+        "(NAME-USER--PROJECT) and work volumes (NAME-work-USER-PROJECT).",
+    )
     mem_limit: str = setting("4G", "Memory limit of one workspace container.")
     cpu_limit: str = setting("1.0", "CPU limit of one workspace container (cores).")
     idle_timeout: int = setting(

@@ -181,6 +181,7 @@ def configure_docker(c: Any, settings: Settings, api_ip: str) -> None:
     """Image, network, hardening and limits of the workspace containers."""
     hub = settings.hub
     c.DockerSpawner.image = hub.image
+    c.DockerSpawner.prefix = hub.name
     c.DockerSpawner.pull_policy = "never"
     c.DockerSpawner.remove = True
     c.DockerSpawner.mem_limit = hub.mem_limit

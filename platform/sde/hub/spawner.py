@@ -46,8 +46,8 @@ class SpawnRefused(web.HTTPError):
         self.jupyterhub_message = message
 
 
-def work_volume_name(username: str, project: str) -> str:
-    return f"sde-work-{username}-{project}"
+def work_volume_name(installation: str, username: str, project: str) -> str:
+    return f"{installation}-work-{username}-{project}"
 
 
 class WorkspaceSpawner(DockerSpawner):
@@ -116,7 +116,7 @@ class WorkspaceSpawner(DockerSpawner):
             str(data): self.data_dir,
             str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
         }
-        self.volumes = {work_volume_name(self.user.name, self.project): self.work_dir}
+        self.volumes = {work_volume_name(self.prefix, self.user.name, self.project): self.work_dir}
         ip, port = await super().start()
         await self._wait_listening(ip, port)
         await asyncio.to_thread(self._audit_spawn)
