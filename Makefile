@@ -28,11 +28,16 @@ $(VENV)/.installed: pyproject.toml setup.py $(PORTIONS)
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-demo: install
+demo: install images
 	$(VENV)/bin/sde demo
 
-test: install
+test: install images
 	bash infra/scripts/run-tests.sh
+
+# The researcher workspace image; BASE_IMAGE=... uses a registry's Debian image
+# instead of building one with debootstrap.
+images: system
+	bash workspace-images/build.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -158,3 +158,41 @@ def data_settings(tmp_path: Path, db_url: str) -> object:
     home = tmp_path / "sde-home"
     home.mkdir()
     return load_settings(env={"SDE_HOME": str(home), "SDE_DATABASE_URL": db_url})
+
+
+# ---------------------------------------------------------------- docker
+
+import subprocess  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE_IMAGE = "sde-workspace:latest"
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> str:
+    """A running Docker engine (installed and started by infra/scripts/ensure-docker.sh)."""
+    result = subprocess.run(
+        ["bash", str(REPO / "infra/scripts/ensure-docker.sh")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    require_service("docker", result.returncode == 0, result.stderr.strip()[-500:])
+    return "unix:///var/run/docker.sock"
+
+
+@pytest.fixture(scope="session")
+def workspace_image(docker_engine: str) -> str:
+    """The researcher workspace image, built by `make images` (a no-op when current)."""
+    result = subprocess.run(
+        ["bash", str(REPO / "workspace-images/build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    require_service(
+        "workspace image",
+        result.returncode == 0,
+        f"workspace-images/build.sh failed: {result.stderr.strip()[-800:]}",
+    )
+    return WORKSPACE_IMAGE
