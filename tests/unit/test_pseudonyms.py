@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-import pyarrow as pa
+import duckdb
 import pytest
 
 from sde.core.errors import ConfigError, SdeError
@@ -46,26 +46,47 @@ def test_pseudonym_deterministic_per_key_and_differs_between_keys():
     assert 0 <= ps.pseudonym(a, 42) < 2**63
 
 
-def test_pseudonym_table_matches_scalar_and_projects_differ():
+def _sql(expr: str, ids: range) -> list:
+    return [
+        r[0]
+        for r in duckdb.sql(f"SELECT {expr} FROM range({ids.start}, {ids.stop}) t(id)").fetchall()
+    ]
+
+
+def test_pseudonym_sql_equals_python_and_projects_differ():
     secret = b"k" * 32
-    ids = pa.array(range(1, 1001), pa.int64())
-    p1 = ps.pseudonym_table(ps.project_key(secret, "p1"), ids, "pid")
-    p2 = ps.pseudonym_table(ps.project_key(secret, "p2"), ids, "pid")
-    assert p1.column("pid")[0].as_py() == ps.pseudonym(ps.project_key(secret, "p1"), 1)
-    assert not set(p1.column("pid").to_pylist()) & set(p2.column("pid").to_pylist())
-    assert len(set(p1.column("pid").to_pylist())) == 1000
+    k1, k2 = ps.project_key(secret, "p1"), ps.project_key(secret, "p2")
+    ids = range(-5, 1000)
+    p1 = _sql(ps.pseudonym_sql(k1, "id"), ids)
+    p2 = _sql(ps.pseudonym_sql(k2, "id"), ids)
+    assert p1 == [ps.pseudonym(k1, i) for i in ids]
+    assert not set(p1) & set(p2)
+    assert len(set(p1)) == len(ids)
 
 
-def test_pseudonym_table_collision_is_refused(monkeypatch):
-    monkeypatch.setattr(ps.hmac, "digest", lambda key, msg, alg: b"\x00" * 32)
+def test_pseudonym_hmac_sql_equals_hmac_of_text():
+    key = b"o" * 32
+    got = duckdb.sql(
+        f"SELECT {ps.hmac_hex_sql(key, 'v')} FROM (VALUES ('9434765919'), ('é ü')) t(v)"
+    ).fetchall()
+    assert [g[0] for g in got] == ps.text_hashes(key, ["9434765919", "é ü"])
+
+
+def test_pseudonym_collision_is_refused():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE m AS SELECT * FROM (VALUES (1, 7), (2, 7)) t(id, pid)")
     with pytest.raises(SdeError, match="collision"):
-        ps.pseudonym_table(b"x" * 32, pa.array([1, 2], pa.int64()))
+        ps.check_unique(con, "m", "pid")
+    con.execute("CREATE TABLE ok AS SELECT * FROM (VALUES (1, 7), (2, 8)) t(id, pid)")
+    ps.check_unique(con, "ok", "pid")
 
 
-def test_pseudonym_day_shifts_in_range_and_never_zero():
-    shifts = ps.day_shifts(b"d" * 32, pa.array(range(5000), pa.int64()), 30).to_pylist()
+def test_pseudonym_day_shifts_in_range_never_zero_and_match_python():
+    key = b"d" * 32
+    shifts = _sql(ps.day_shift_sql(key, "id", 30), range(0, 5000))
     assert all(-30 <= s <= 30 and s != 0 for s in shifts)
     assert len(set(shifts)) == 60
+    assert shifts[:50] == [ps.day_shift(key, i, 30) for i in range(50)]
 
 
 def test_pseudonym_fingerprint_does_not_contain_the_key():

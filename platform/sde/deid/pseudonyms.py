@@ -27,8 +27,7 @@ import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
-
-import pyarrow as pa
+from typing import Any
 
 from sde.core.errors import ConfigError, SdeError
 
@@ -83,28 +82,9 @@ def dateshift_key(secret: bytes, dataset: str) -> bytes:
 
 
 def pseudonym(key: bytes, value: int) -> int:
-    """The 63-bit pseudonym of one integer id."""
-    digest = hmac.digest(key, value.to_bytes(8, "big", signed=True), "sha256")
+    """The 63-bit pseudonym of one integer id (its decimal text is the HMAC message)."""
+    digest = hmac.digest(key, str(value).encode(), "sha256")
     return int.from_bytes(digest[:8], "big") & _MASK63
-
-
-def pseudonym_table(
-    key: bytes, ids: pa.Array | pa.ChunkedArray, name: str = "pseudonym"
-) -> pa.Table:
-    """(id, pseudonym) for distinct int64 ids; raises if two ids share a pseudonym."""
-    values = ids.to_pylist()
-    digest = hmac.digest
-    mask = _MASK63
-    out = [
-        int.from_bytes(digest(key, v.to_bytes(8, "big", signed=True), "sha256")[:8], "big") & mask
-        for v in values
-    ]
-    if len(set(out)) != len(out):
-        raise SdeError(
-            "pseudonym collision: two people map to one pseudonym under this key; "
-            "rotate the pseudonym key (this happens about once in 10^7 datasets)"
-        )
-    return pa.table({"id": pa.array(values, pa.int64()), name: pa.array(out, pa.int64())})
 
 
 def text_hashes(key: bytes, values: Iterable[str]) -> list[str]:
@@ -112,15 +92,59 @@ def text_hashes(key: bytes, values: Iterable[str]) -> list[str]:
     return [hmac.digest(key, v.encode(), "sha256").hex() for v in values]
 
 
-def day_shifts(key: bytes, ids: pa.Array | pa.ChunkedArray, max_days: int) -> pa.Array:
-    """A per-person offset in [-max_days, max_days] \\ {0} for each id (int32)."""
-    span = 2 * max_days
-    out = []
-    for v in ids.to_pylist():
-        n = int.from_bytes(hmac.digest(key, v.to_bytes(8, "big", signed=True), "sha256")[:8], "big")
-        shift = n % span - max_days
-        out.append(shift if shift < 0 else shift + 1)
-    return pa.array(out, pa.int32())
+def day_shift(key: bytes, value: int, max_days: int) -> int:
+    """The offset in [-max_days, max_days] without 0 of one person id."""
+    n = int.from_bytes(hmac.digest(key, str(value).encode(), "sha256")[:8], "big")
+    shift = n % (2 * max_days) - max_days
+    return shift if shift < 0 else shift + 1
+
+
+# ------------------------------------------------------------------ vectorised (DuckDB)
+#
+# The same functions as DuckDB expressions, so that millions of ids are hashed by the
+# database's own threads. HMAC is spelled out (RFC 2104) over DuckDB's sha256; the pads
+# derived from the key appear only in the SQL text of the ingesting or provisioning
+# process (never in a view, a table or a file).
+
+
+def _pads(key: bytes) -> tuple[bytes, bytes]:
+    block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+    return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+
+
+def hmac_hex_sql(key: bytes, message_sql: str) -> str:
+    """DuckDB expression: hex HMAC-SHA256(key, UTF-8 of the VARCHAR `message_sql`)."""
+    inner, outer = _pads(key)
+    return (
+        f"sha256(unhex('{outer.hex()}') || "
+        f"unhex(sha256(unhex('{inner.hex()}') || encode({message_sql}))))"
+    )
+
+
+def _first64_sql(key: bytes, id_sql: str) -> str:
+    digest = hmac_hex_sql(key, f"CAST({id_sql} AS VARCHAR)")
+    return f"CAST('0x' || left({digest}, 16) AS UBIGINT)"
+
+
+def pseudonym_sql(key: bytes, id_sql: str) -> str:
+    """DuckDB expression equal to `pseudonym(key, id)` for a BIGINT expression."""
+    return f"CAST({_first64_sql(key, id_sql)} & {_MASK63} AS BIGINT)"
+
+
+def day_shift_sql(key: bytes, id_sql: str, max_days: int) -> str:
+    """DuckDB expression equal to `day_shift(key, id, max_days)` (INTEGER)."""
+    raw = f"(CAST({_first64_sql(key, id_sql)} % {2 * max_days} AS INTEGER) - {max_days})"
+    return f"CASE WHEN {raw} < 0 THEN {raw} ELSE {raw} + 1 END"
+
+
+def check_unique(con: Any, table: str, column: str) -> None:
+    """Refuse a mapping in which two people share a pseudonym."""
+    rows = con.execute(f"SELECT count(*), count(DISTINCT {column}) FROM {table}").fetchall()
+    if rows and rows[0][0] != rows[0][1]:
+        raise SdeError(
+            "pseudonym collision: two people map to one pseudonym under this key; "
+            "rotate the pseudonym key (this happens about once in 10^7 datasets)"
+        )
 
 
 def fingerprint(key: bytes) -> str:

@@ -246,17 +246,13 @@ class _Context:
     def _persons(self, optout_table: pa.Table | None) -> tuple[int, int]:
         """Build `person_out` (published person columns plus private helpers)."""
         con = self.con
-        ids = con.sql("SELECT person_id, nhs_number FROM src_identifiers").to_arrow_table()
-        key = ps.optout_key(self.secret)
-        nhs = pa.table(
-            {
-                "id": ids.column("person_id"),
-                "nhs_hash": pa.array(
-                    ps.text_hashes(key, ids.column("nhs_number").to_pylist()), pa.string()
-                ),
-            }
+        # Keyed hashes run inside DuckDB (see sde.deid.pseudonyms): TEMP tables live
+        # in memory, so neither hashes nor keys reach the work database file.
+        nhs_hash = ps.hmac_hex_sql(ps.optout_key(self.secret), "nhs_number")
+        con.execute(
+            f"CREATE TEMP TABLE nhs AS SELECT person_id AS id, {nhs_hash} AS nhs_hash "
+            "FROM src_identifiers"
         )
-        con.register("nhs", nhs)
         if optout_table is not None:
             con.register("optout_list", optout_table)
             where = (
@@ -265,29 +261,36 @@ class _Context:
         else:
             where = ""
         source_persons = one(con.execute("SELECT count(*) FROM src_person"))
-        keep = con.sql(f"SELECT person_id FROM src_person {where}").to_arrow_table()
-        dkey = ps.dataset_key(self.secret, self.dataset)
-        mapping = ps.pseudonym_table(dkey, keep.column(0), "person_id")
-        if self.shift:
-            shifts = ps.day_shifts(
+        pseudo = ps.pseudonym_sql(ps.dataset_key(self.secret, self.dataset), "person_id")
+        shift = (
+            ", "
+            + ps.day_shift_sql(
                 ps.dateshift_key(self.secret, self.dataset),
-                keep.column(0),
+                "person_id",
                 self.options.date_shift_days,
             )
-            mapping = mapping.append_column("day_shift", shifts)
-        con.register("pmap", mapping)
+            + " AS day_shift"
+            if self.shift
+            else ""
+        )
+        con.execute(
+            f"CREATE TEMP TABLE pmap AS SELECT person_id AS id, {pseudo} AS person_id{shift} "
+            f"FROM src_person {where}"
+        )
+        ps.check_unique(con, "pmap", "person_id")
+        kept = one(con.execute("SELECT count(*) FROM pmap"))
         cols = ", ".join(f'{c.sql} AS "{c.name}"' for c in self.plan["person"].columns)
         extra = ", k.day_shift AS _day_shift" if self.shift else ""
         con.execute(
-            f"""CREATE TABLE person_out AS
+            f"""CREATE TEMP TABLE person_out AS
             SELECT k.id AS _src, nhs.nhs_hash AS _nhs_hash{extra}, {cols}
             FROM src_person t JOIN pmap k ON k.id = t.person_id
             LEFT JOIN src_{POSTCODE_COLUMN[0]} i ON i.person_id = t.person_id
             LEFT JOIN nhs ON nhs.id = t.person_id"""
         )
-        con.unregister("pmap")
+        con.execute("DROP TABLE pmap")
         total = int(source_persons[0]) if source_persons else 0
-        return total, total - keep.num_rows
+        return total, total - (int(kept[0]) if kept else 0)
 
     # ------------------------------------------------------------ run
 
@@ -315,7 +318,7 @@ class _Context:
                 self.transformations.append({"step": "k_suppression", **suppression.as_dict()})
             after = kanon.report(con, "person_out", qis, target) if suppression else before
         shift = ", _day_shift AS day_shift" if self.shift else ""
-        con.execute(f"CREATE TABLE k AS SELECT _src AS id, person_id{shift} FROM person_out")
+        con.execute(f"CREATE TEMP TABLE k AS SELECT _src AS id, person_id{shift} FROM person_out")
         published = one(con.execute("SELECT count(*) FROM k"))
 
         self.transformations.append(

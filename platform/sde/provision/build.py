@@ -221,12 +221,16 @@ def _materialise(
     linkage = spec.path / LINKAGE
     people = f"read_parquet({_lit(str(linkage))})"
     anti = " ANTI JOIN optout_list USING (nhs_hash)" if apply_optout else ""
-    kept = con.sql(f"SELECT person_id FROM {people}{anti}").to_arrow_table()
+    view = _q(f"pmap_{spec.schema}")
+    # In-memory connection: the key is only in this statement's text.
+    con.execute(
+        f"CREATE TEMP TABLE {view} AS SELECT person_id AS id, "
+        f"{ps.pseudonym_sql(pkey, 'person_id')} AS pid FROM {people}{anti}"
+    )
+    ps.check_unique(con, view, "pid")
     total = one(con.execute(f"SELECT count(*) FROM {people}"))
-    removed = (int(total[0]) if total else 0) - kept.num_rows
-    mapping = ps.pseudonym_table(pkey, kept.column(0), "pid")
-    view = f"pmap_{spec.schema}"
-    con.register(view, mapping)
+    kept = one(con.execute(f"SELECT count(*) FROM {view}"))
+    removed = (int(total[0]) if total else 0) - (int(kept[0]) if kept else 0)
     out_dir = build / spec.schema
     out_dir.mkdir()
     done: dict[str, Any] = {}
@@ -254,7 +258,7 @@ def _materialise(
             "columns": [c for c in meta["columns"] if c["name"] in cols],
         }
         advance(1)
-    con.unregister(view)
+    con.execute(f"DROP TABLE {view}")
     return {
         "dataset": spec.dataset,
         "version": spec.version,
