@@ -36,7 +36,13 @@ def _register() -> None:
 def _plugin_registrars() -> list:
     """Command groups contributed by other sde portions (data, hub, airlock)."""
     registrars = []
-    for name in ("sde.synth.cli", "sde.ingest.cli", "sde.provision.cli", "sde.hub.cli"):
+    for name in (
+        "sde.synth.cli",
+        "sde.ingest.cli",
+        "sde.provision.cli",
+        "sde.hub.cli",
+        "sde.workspaces.cli",
+    ):
         try:
             module = __import__(name, fromlist=["register"])
         except ModuleNotFoundError as exc:

@@ -128,6 +128,41 @@ class HubSettings:
 
 
 @dataclass(frozen=True)
+class WorkspacesSettings:
+    network: str = setting(
+        "sde-workspaces",
+        "Name of the internal Docker network of workspaces (no route out; containers on it "
+        "cannot reach each other).",
+    )
+    bridge: str = setting(
+        "sde-ws0",
+        "Name of the network's bridge interface on the host (at most 15 characters); the "
+        "host firewall rules match on it.",
+    )
+    subnet: str = setting(
+        "10.213.0.0/24",
+        "IPv4 subnet of the workspace network; its first address is the bridge (gateway) "
+        "address, where the hub API and the airlock API listen for workspaces.",
+    )
+    airlock_port: int = setting(
+        8082,
+        "Port of the airlock API on the bridge address: with the hub API port "
+        "([hub] api_port) the only host ports a workspace can reach.",
+    )
+    pids_limit: int = setting(512, "Most processes and threads one workspace container may run.")
+    tmp_size: str = setting(
+        "1g",
+        "Size of each in-memory scratch filesystem of a workspace (/tmp and the home "
+        "directory; the root filesystem is read-only, only the work volume persists).",
+    )
+    firewall: bool = setting(
+        True,
+        "Install the host firewall rules (iptables chain SDE-WORKSPACES) with the network. "
+        "Only turn off where an equivalent firewall is managed elsewhere.",
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     config_file: Path | None
@@ -135,6 +170,7 @@ class Settings:
     audit: AuditSettings = field(default_factory=AuditSettings)
     data: DataSettings = field(default_factory=DataSettings)
     hub: HubSettings = field(default_factory=HubSettings)
+    workspaces: WorkspacesSettings = field(default_factory=WorkspacesSettings)
 
     @property
     def database_url(self) -> str:
@@ -166,6 +202,7 @@ SECTIONS: dict[str, type] = {
     "audit": AuditSettings,
     "data": DataSettings,
     "hub": HubSettings,
+    "workspaces": WorkspacesSettings,
 }
 
 

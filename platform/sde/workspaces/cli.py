@@ -1,0 +1,65 @@
+"""`sde workspaces`: the workspace network and its firewall."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+app = typer.Typer(
+    name="workspaces", help="Researcher workspaces: network isolation.", no_args_is_help=True
+)
+network_app = typer.Typer(
+    name="network",
+    help="The internal workspace network and the host firewall rules that go with it.",
+    no_args_is_help=True,
+)
+app.add_typer(network_app)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)
+
+
+@network_app.command("up")
+def up() -> None:
+    """Create the network and install the firewall rules (idempotent; needs root)."""
+    from sde.cli.context import console, settings
+    from sde.workspaces.network import ensure_network
+
+    net = ensure_network(settings())
+    ports = ", ".join(str(p) for p in net.allowed_ports)
+    rules = "firewall installed" if net.firewall else "firewall NOT managed by sde"
+    console.print(
+        f"network {net.name} up: bridge {net.bridge}, {net.subnet} via {net.gateway}; "
+        f"workspaces reach only {net.gateway} ports {ports} ({rules})",
+        highlight=False,
+    )
+
+
+@network_app.command("down")
+def down() -> None:
+    """Remove the firewall rules and the network (refused while workspaces run)."""
+    from sde.cli.context import console, settings
+    from sde.workspaces.network import remove_network
+
+    s = settings()
+    removed = remove_network(s)
+    what = "removed" if removed else "was not there (firewall rules removed if any)"
+    console.print(f"network {s.workspaces.network} {what}", highlight=False)
+
+
+@network_app.command("status")
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the network, its isolation settings and whether the firewall is in place."""
+    from sde.cli.context import console, settings
+    from sde.workspaces.network import network_status
+
+    info = network_status(settings())
+    if as_json:
+        print(json.dumps(info, indent=1))
+        return
+    for key, value in info.items():
+        console.print(f"{key}: {value}", highlight=False)

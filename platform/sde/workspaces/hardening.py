@@ -1,0 +1,105 @@
+"""The Docker options of one workspace container, in the shapes DockerSpawner takes.
+
+What a workspace gets:
+- runs as uid/gid 1000 (`researcher`), never root; every capability dropped and
+  `no-new-privileges`, so setuid binaries cannot regain any;
+- a read-only root filesystem; in-memory scratch space at /tmp and the home
+  directory (lost at stop); only the work volume persists;
+- the project's data read-only at /data (the container cannot change it, the
+  kernel answers EROFS);
+- limits on memory, CPU and processes (a fork bomb stops at the pids limit);
+- the workspace network's bridge address as its only DNS resolver (see
+  sde.workspaces.network) and no Docker socket.
+
+`host_config()` and `create_kwargs()` are for `DockerSpawner.extra_host_config`
+and `extra_create_kwargs`; `workspace_options()` gives the whole set for one
+person x project; `run_kwargs()` turns that set into `docker.containers.run`
+arguments for tools and tests that start a workspace without the hub.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sde.core.config import Settings, load_settings
+from sde.core.errors import ConfigError
+from sde.workspaces.network import dns_servers
+
+USER = "1000:1000"
+HOME = "/home/researcher"
+WORK_DIR = "/home/researcher/work"
+DATA_DIR = "/data"
+
+
+def host_config(settings: Settings | None = None) -> dict[str, Any]:
+    """For `DockerSpawner.extra_host_config` (docker-py `create_host_config` keywords)."""
+    settings = settings or load_settings()
+    ws = settings.workspaces
+    scratch = f"rw,nosuid,nodev,size={ws.tmp_size}"
+    return {
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "pids_limit": ws.pids_limit,
+        "read_only": True,
+        "tmpfs": {
+            "/tmp": scratch,
+            # Jupyter, IPython and matplotlib write under $HOME; the work volume is
+            # mounted beneath it and persists, the rest does not.
+            HOME: f"{scratch},uid=1000,gid=1000,mode=0700",
+        },
+        "dns": dns_servers(ws),
+        "ipc_mode": "private",
+        "privileged": False,
+    }
+
+
+def create_kwargs() -> dict[str, Any]:
+    """For `DockerSpawner.extra_create_kwargs`: who runs and where."""
+    return {"user": USER, "working_dir": WORK_DIR}
+
+
+def cpu_limit(settings: Settings) -> float:
+    try:
+        value = float(settings.hub.cpu_limit)
+    except ValueError:
+        raise ConfigError(
+            f"hub.cpu_limit: expected a number of cores, got {settings.hub.cpu_limit!r}"
+        ) from None
+    if value <= 0:
+        raise ConfigError(f"hub.cpu_limit: must be positive, got {settings.hub.cpu_limit!r}")
+    return value
+
+
+def workspace_options(
+    data_dir: str | Path, work_volume: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Every option of one person x project workspace, keyed by DockerSpawner trait name."""
+    settings = settings or load_settings()
+    return {
+        "network_name": settings.workspaces.network,
+        "extra_host_config": host_config(settings),
+        "extra_create_kwargs": create_kwargs(),
+        "volumes": {work_volume: WORK_DIR},
+        "read_only_volumes": {str(data_dir): DATA_DIR},
+        "mem_limit": settings.hub.mem_limit,
+        "cpu_limit": cpu_limit(settings),
+    }
+
+
+def run_kwargs(options: dict[str, Any]) -> dict[str, Any]:
+    """`docker.containers.run` keywords equal to what DockerSpawner makes of `options`."""
+    volumes: dict[str, dict[str, str]] = {
+        src: {"bind": dst, "mode": "rw"} for src, dst in options["volumes"].items()
+    }
+    volumes.update(
+        {src: {"bind": dst, "mode": "ro"} for src, dst in options["read_only_volumes"].items()}
+    )
+    return {
+        **options["extra_host_config"],
+        **options["extra_create_kwargs"],
+        "network": options["network_name"],
+        "volumes": volumes,
+        "mem_limit": options["mem_limit"],
+        "nano_cpus": int(options["cpu_limit"] * 1e9),
+    }
