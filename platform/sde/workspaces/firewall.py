@@ -47,9 +47,7 @@ class Rules:
     def input_rules(self) -> list[list[str]]:
         rules = [["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]]
         for port in self.allowed_ports:
-            rules.append(
-                ["-p", "tcp", "-d", self.gateway, "--dport", str(port), "-j", "ACCEPT"]
-            )
+            rules.append(["-p", "tcp", "-d", self.gateway, "--dport", str(port), "-j", "ACCEPT"])
         rules.append(["-j", "DROP"])
         return rules
 
@@ -73,9 +71,7 @@ def _iptables() -> str:
 
 def _run(args: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
     # -w: wait for the xtables lock, which dockerd takes too.
-    result = subprocess.run(
-        [_iptables(), "-w", *args], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([_iptables(), "-w", *args], capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
         raise FirewallError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
     return result

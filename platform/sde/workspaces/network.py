@@ -217,12 +217,13 @@ def network_status(settings: Settings | None = None) -> dict[str, Any]:
     }
     if net is not None:
         net.reload()
-        internal, icc, bridge, subnet, gw = _describe(net)
+        internal, icc, bridge, subnet, gateway = _describe(net)
         status.update(
             internal=internal,
             icc=icc != "false",
             actual_bridge=bridge,
             actual_subnet=subnet,
+            actual_gateway=gateway,
             containers=sorted(
                 c.get("Name", "?") for c in (net.attrs.get("Containers") or {}).values()
             ),
