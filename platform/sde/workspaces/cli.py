@@ -24,29 +24,28 @@ def register(root: typer.Typer) -> None:
 @network_app.command("up")
 def up() -> None:
     """Create the network and install the firewall rules (idempotent; needs root)."""
-    from sde.cli.context import console, settings
+    from sde.cli.context import settings
     from sde.workspaces.network import ensure_network
 
     net = ensure_network(settings())
     ports = ", ".join(str(p) for p in net.allowed_ports)
     rules = "firewall installed" if net.firewall else "firewall NOT managed by sde"
-    console.print(
+    typer.echo(
         f"network {net.name} up: bridge {net.bridge}, {net.subnet} via {net.gateway}; "
-        f"workspaces reach only {net.gateway} ports {ports} ({rules})",
-        highlight=False,
+        f"workspaces reach only {net.gateway} ports {ports} ({rules})"
     )
 
 
 @network_app.command("down")
 def down() -> None:
     """Remove the firewall rules and the network (refused while workspaces run)."""
-    from sde.cli.context import console, settings
+    from sde.cli.context import settings
     from sde.workspaces.network import remove_network
 
     s = settings()
     removed = remove_network(s)
     what = "removed" if removed else "was not there (firewall rules removed if any)"
-    console.print(f"network {s.workspaces.network} {what}", highlight=False)
+    typer.echo(f"network {s.workspaces.network} {what}")
 
 
 @network_app.command("status")
@@ -54,7 +53,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the network, its isolation settings and whether the firewall is in place."""
-    from sde.cli.context import console, settings
+    from sde.cli.context import settings
     from sde.workspaces.network import network_status
 
     info = network_status(settings())
@@ -62,4 +61,4 @@ def status(
         print(json.dumps(info, indent=1))
         return
     for key, value in info.items():
-        console.print(f"{key}: {value}", highlight=False)
+        typer.echo(f"{key}: {value}")
