@@ -7,11 +7,13 @@ for one pass per check. Identifier values are never echoed in a message.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 
 from sde.deid.generalise import EMAIL_RE, NHS_LIKE_RE, POSTCODE_RE, nhs_number_invalid_sql
 from sde.ingest.source import Problem, SourceFile, one
-from sde.synth.schema import TABLES, Role, Table
+from sde.synth.schema import Role, Table
 
 PERSON_TABLE = "person"
 IDENTIFIERS_TABLE = "identifiers"
@@ -66,22 +68,75 @@ def _repeated_keys(con: duckdb.DuckDBPyConnection, table: Table, pk: str, total:
     return total - int(distinct[0]) if distinct else 0
 
 
-def check_rows(con: duckdb.DuckDBPyConnection, sf: SourceFile) -> list[Problem]:
+@dataclass
+class Profile:
+    rows: int
+    nulls: dict[str, int]
+    in_nhs_range: set[str]  # numeric columns holding values in the NHS numbers' range
+
+
+def _profile(
+    con: duckdb.DuckDBPyConnection, sf: SourceFile, bounds: tuple[int, int] | None
+) -> Profile:
+    """Figures for every set-wise check, in as few passes as the data allows.
+
+    Counts, non-NULL counts, minima and maxima come from Parquet (and DuckDB) column
+    statistics without reading the data; only text columns (their distinct values, kept
+    in `_profile_<table>`) and numeric columns whose range meets the NHS numbers' range
+    are then read."""
+    table = sf.table
+    required = [c.name for c in table.columns if not c.nullable]
+    scanned = _scanned_columns(table) if table.name != IDENTIFIERS_TABLE else []
+    numeric = [c for c, t in scanned if t != "string"] if bounds is not None else []
+    parts = ["count(*)"] + [f"count({_q(c)})" for c in required]
+    parts += [f"min({_q(c)}), max({_q(c)})" for c in numeric]
+    figures = one(con.execute(f"SELECT {', '.join(parts)} FROM src_{table.name}"))
+    assert figures is not None
+    rows = int(figures[0])
+    nulls = {
+        c: rows - int(n) for c, n in zip(required, figures[1 : 1 + len(required)], strict=True)
+    }
+    extremes = figures[1 + len(required) :]
+    candidates = []
+    if bounds is not None:
+        lo, hi = bounds
+        for i, col in enumerate(numeric):
+            low, high = extremes[2 * i], extremes[2 * i + 1]
+            if low is not None and high is not None and high >= lo and low <= hi:
+                candidates.append(col)
+    second = [
+        f"list(DISTINCT {_q(c)}) AS {_q('distinct:' + c)}" for c, t in scanned if t == "string"
+    ]
+    if bounds is not None:
+        lo, hi = bounds
+        second += [
+            f"count(*) FILTER (WHERE {_q(c)} BETWEEN {lo} AND {hi}) AS {_q('range:' + c)}"
+            for c in candidates
+        ]
+    in_range: set[str] = set()
+    if second:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _profile_{table.name} AS SELECT {', '.join(second)} "
+            f"FROM src_{table.name}"
+        )
+        if candidates:
+            counts = one(
+                con.execute(
+                    "SELECT "
+                    + ", ".join(_q("range:" + c) for c in candidates)
+                    + f" FROM _profile_{table.name}"
+                )
+            )
+            in_range = {c for c, n in zip(candidates, counts or (), strict=True) if n}
+    return Profile(rows, nulls, in_range)
+
+
+def check_rows(con: duckdb.DuckDBPyConnection, sf: SourceFile, prof: Profile) -> list[Problem]:
     table = sf.table
     name = sf.path.name
     required = [c.name for c in table.columns if not c.nullable]
     pk = ", ".join(_q(c) for c in table.primary_key)
-    # One pass: row count and nulls in required columns.
-    figures = one(
-        con.execute(
-            "SELECT "
-            + ", ".join(
-                ["count(*)"] + [f"count(*) FILTER (WHERE {_q(c)} IS NULL)" for c in required]
-            )
-            + f" FROM src_{table.name}"
-        )
-    )
-    assert figures is not None
+    figures = (prof.rows, *(prof.nulls[c] for c in required))
     total, *nulls = figures
     if total == 0:
         return [Problem(name, "has no data rows")]
@@ -113,7 +168,12 @@ def check_links(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) ->
         if tname == PERSON_TABLE or key is None:
             continue
         cond = f"{_q(key)} IS NOT NULL AND {_q(key)} NOT IN (SELECT person_id FROM src_person)"
-        n = one(con.execute(f"SELECT count(*) FROM src_{tname} WHERE {cond}"))
+        n = one(
+            con.execute(
+                f"SELECT count(*) FROM src_{tname} t ANTI JOIN src_person p "
+                f"ON p.person_id = t.{_q(key)} WHERE t.{_q(key)} IS NOT NULL"
+            )
+        )
         if n and n[0]:
             problems.append(
                 Problem(
@@ -176,7 +236,9 @@ def _scanned_columns(table: Table) -> list[tuple[str, str]]:
 
 
 def check_stray_identifiers(
-    con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]
+    con: duckdb.DuckDBPyConnection,
+    files: dict[str, SourceFile],
+    profiles: dict[str, Profile],
 ) -> list[Problem]:
     """An NHS number, email or full postcode where only clinical content belongs.
 
@@ -185,41 +247,12 @@ def check_stray_identifiers(
     own NHS numbers, since random numbers pass the mod-11 check 1 time in 11.
     """
     has_ids = IDENTIFIERS_TABLE in files
-    if has_ids:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _nhs_values AS SELECT DISTINCT "
-            "TRY_CAST(nhs_number AS BIGINT) AS n FROM src_identifiers"
-        )
-    bounds = one(con.execute("SELECT min(n), max(n) FROM _nhs_values")) if has_ids else None
     problems = []
     for tname, sf in files.items():
         if tname == IDENTIFIERS_TABLE:
             continue
         columns = _scanned_columns(sf.table)
-        numeric = [c for c, t in columns if t != "string"]
-        in_range: set[str] = set()
-        if numeric and bounds and bounds[0] is not None:
-            # One cheap pass over the numeric columns: only a column holding values in
-            # the NHS numbers' range is then matched against them.
-            lo, hi = bounds
-            counts = one(
-                con.execute(
-                    "SELECT "
-                    + ", ".join(
-                        f"count(*) FILTER (WHERE {_q(c)} BETWEEN {lo} AND {hi})" for c in numeric
-                    )
-                    + f" FROM src_{tname}"
-                )
-            )
-            in_range = {c for c, n in zip(numeric, counts or (), strict=True) if n}
-        strings = [c for c, t in columns if t == "string"]
-        if strings:
-            # Distinct values of every text column in one pass over the table.
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _distinct AS SELECT "
-                + ", ".join(f"list(DISTINCT {_q(c)}) AS {_q(c)}" for c in strings)
-                + f" FROM src_{tname}"
-            )
+        in_range = profiles[tname].in_nhs_range
         for col, ctype in columns:
             qc = _q(col)
             if ctype != "string" and col not in in_range:
@@ -251,7 +284,7 @@ def check_stray_identifiers(
                 continue
             select = ", ".join(f"bool_or({cond})" for _, cond in checks)
             values = (
-                f"(SELECT unnest({qc}) AS {qc} FROM _distinct)"
+                f"(SELECT unnest({_q('distinct:' + col)}) AS {qc} FROM _profile_{tname})"
                 if ctype == "string"
                 else f"(SELECT DISTINCT {qc} FROM src_{tname} WHERE {qc} IS NOT NULL)"
             )
@@ -273,16 +306,24 @@ def check_stray_identifiers(
 
 def check_all(con: duckdb.DuckDBPyConnection, files: dict[str, SourceFile]) -> list[Problem]:
     """Every content check, over tables that staged cleanly."""
+    bounds = None
+    if IDENTIFIERS_TABLE in files:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _nhs_values AS SELECT DISTINCT "
+            "TRY_CAST(nhs_number AS BIGINT) AS n FROM src_identifiers WHERE n IS NOT NULL"
+        )
+        found = one(con.execute("SELECT min(n), max(n) FROM _nhs_values"))
+        if found and found[0] is not None:
+            bounds = (int(found[0]), int(found[1]))
     problems: list[Problem] = []
-    for sf in files.values():
-        problems += check_rows(con, sf)
+    profiles: dict[str, Profile] = {}
+    for name, sf in files.items():
+        profiles[name] = _profile(con, sf, bounds)
+        problems += check_rows(con, sf, profiles[name])
     if problems:
         return problems
     problems += check_links(con, files)
     if IDENTIFIERS_TABLE in files:
         problems += check_nhs_numbers(con, files[IDENTIFIERS_TABLE])
-    problems += check_stray_identifiers(con, files)
+    problems += check_stray_identifiers(con, files, profiles)
     return problems
-
-
-__all__ = ["TABLES", "check_all"]
