@@ -21,20 +21,17 @@ from sde.audit import list_events
 from sde.core.db import transaction
 from sde.hub.client import HubClient, HubError
 from sde.registry import service
-from tests.conftest import require_service
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
 from tests.support.registry import ACTOR, make_active_project, make_person, today
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-IMAGE = "sde-workspace:latest"
-
 
 @pytest.fixture(scope="module")
-def site(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
-    require_service("workspace image", image_present(IMAGE), f"build {IMAGE} with `make images`")
-    s = make_site(tmp_path_factory.mktemp("hub-spawn") / "home", docker=True, SDE_HUB_IMAGE=IMAGE)
+def site(workspace_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+    home = tmp_path_factory.mktemp("hub-spawn") / "home"
+    s = make_site(home, docker=True, SDE_HUB_IMAGE=workspace_image)
     for name in ("alice", "tina", "olaf"):
         make_person(s.engine, name)
     make_active_project(s.engine, "cohort-a", "alice", "tina")
@@ -55,16 +52,6 @@ def site(docker_engine: object, tmp_path_factory: pytest.TempPathFactory) -> Ite
         s.enrol(name)
     with running(s):
         yield s
-
-
-def image_present(name: str) -> bool:
-    import docker
-
-    try:
-        docker.from_env().images.get(name)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
 
 
 def signed_in(site: HubSite, username: str) -> HubClient:
@@ -116,13 +103,13 @@ def test_hub_spawn_files_handler_and_download_plugins_are_disabled(alice_workspa
     c, server = alice_workspace
     headers = {"Authorization": f"token {c.token}"}
     put = c.http.put(
-        f"{server}api/contents/work/exportme.txt",
+        f"{server}api/contents/exportme.txt",
         json={"type": "file", "format": "text", "content": "secret"},
         headers=headers,
     )
     assert put.status_code in (200, 201), put.text
-    assert c.http.get(f"{server}files/work/exportme.txt", headers=headers).status_code == 404
-    assert c.http.get(f"{server}api/contents/work/exportme.txt", headers=headers).status_code == 200
+    assert c.http.get(f"{server}files/exportme.txt", headers=headers).status_code == 404
+    assert c.http.get(f"{server}api/contents/exportme.txt", headers=headers).status_code == 200
     lab = c.http.get(f"{server}lab", headers=headers)
     assert lab.status_code == 200
     page_config = re.search(

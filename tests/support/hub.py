@@ -88,10 +88,34 @@ def site_env(home: Path, docker: bool, **extra: str) -> dict[str, str]:
         "SDE_HUB_MAX_FAILURES": "3",
         "SDE_HUB_LOCKOUT_SECONDS": "600",
     }
-    if not docker:
+    if docker:
+        # A workspace network (bridge, subnet, firewall chains) of this test's own.
+        tag = env["SDE_HUB_NAME"][-8:]
+        env["SDE_WORKSPACES_NETWORK"] = f"sdetest-{tag}"
+        env["SDE_WORKSPACES_BRIDGE"] = f"sdet{tag[:8]}"
+        env["SDE_WORKSPACES_SUBNET"] = free_subnet()
+    else:
         env["SDE_HUB_API_IP"] = "127.0.0.1"
     env.update(extra)
     return env
+
+
+def free_subnet() -> str:
+    """A /24 in 10.214.0.0/16 that no Docker network uses yet."""
+    import random
+
+    import docker
+
+    used = {
+        cfg.get("Subnet")
+        for net in docker.from_env().networks.list()
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []
+    }
+    for third in random.sample(range(256), 256):
+        subnet = f"10.214.{third}.0/24"
+        if subnet not in used:
+            return subnet
+    raise RuntimeError("no free test subnet in 10.214.0.0/16")
 
 
 def make_site(home: Path, docker: bool = False, **extra: str) -> HubSite:
@@ -115,7 +139,10 @@ def running(site: HubSite) -> Iterator[HubSite]:
         site.hub.stop()
         site.engine.dispose()
         if site.settings.hub.docker:
+            from sde.workspaces.network import remove_network
+
             remove_volumes(site.settings.hub.name)
+            remove_network(site.settings)
 
 
 def remove_volumes(installation: str) -> None:

@@ -67,13 +67,22 @@ def free_port(ip: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def api_address(settings: Settings) -> str:
+def workspace_network(settings: Settings) -> Any:
+    """The workspace network (created with its firewall when missing), or None without Docker."""
+    if not settings.hub.docker:
+        return None
+    from sde.workspaces import network
+
+    return network.ensure_network(settings)
+
+
+def api_address(settings: Settings, net: Any) -> str:
     """Where the hub API binds: the setting, else the workspace network's bridge address."""
     if settings.hub.api_ip:
         return settings.hub.api_ip
-    from sde.workspaces import network
-
-    return network.ensure_network().gateway
+    if net is None:
+        raise ConfigError("hub.api_ip is needed when hub.docker is false (e.g. 127.0.0.1)")
+    return str(net.gateway)
 
 
 def operators(store: Store) -> list[str]:
@@ -119,7 +128,8 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     hub = settings.hub
 
     c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}/"
-    api_ip = api_address(settings)
+    net = workspace_network(settings)
+    api_ip = api_address(settings, net)
     c.JupyterHub.hub_bind_url = f"http://{api_ip}:{hub.api_port}"
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
@@ -174,30 +184,13 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.Spawner.start_timeout = 180
     c.Spawner.http_timeout = 120
     c.WorkspaceSpawner.projects_dir = str(settings.projects_dir)
-    configure_docker(c, settings, api_ip)
-
-
-def configure_docker(c: Any, settings: Settings, api_ip: str) -> None:
-    """Image, network, hardening and limits of the workspace containers."""
-    hub = settings.hub
+    # Container hardening, limits and mounts are set per workspace by the spawner
+    # (sde.workspaces.hardening.workspace_options); here what all share.
     c.DockerSpawner.image = hub.image
     c.DockerSpawner.prefix = hub.name
     c.DockerSpawner.pull_policy = "never"
     c.DockerSpawner.remove = True
-    c.DockerSpawner.mem_limit = hub.mem_limit
-    try:
-        c.DockerSpawner.cpu_limit = float(hub.cpu_limit)
-    except ValueError:
-        raise ConfigError(
-            f"hub.cpu_limit: expected a number of cores, got {hub.cpu_limit!r}"
-        ) from None
     c.DockerSpawner.hub_connect_url = f"http://{api_ip}:{hub.api_port}"
-    if not hub.docker:
-        return
-    from sde.workspaces import hardening, network
-
-    net = network.ensure_network()
-    c.DockerSpawner.network_name = net.name
-    c.DockerSpawner.use_internal_ip = True
-    c.DockerSpawner.extra_host_config = hardening.host_config()
-    c.DockerSpawner.extra_create_kwargs = hardening.create_kwargs()
+    if net is not None:
+        c.DockerSpawner.network_name = net.name
+        c.DockerSpawner.use_internal_ip = True

@@ -29,6 +29,7 @@ from traitlets import Unicode
 from sde.hub import events
 from sde.hub.store import Store
 from sde.registry.access import access_decision
+from sde.workspaces import hardening
 
 # Read-only Jupyter configuration for every workspace (see jupyter-config/).
 JUPYTER_CONFIG = Path(__file__).with_name("jupyter-config")
@@ -53,14 +54,6 @@ def work_volume_name(installation: str, username: str, project: str) -> str:
 class WorkspaceSpawner(DockerSpawner):
     """DockerSpawner that asks the registry first and mounts the project's data."""
 
-    work_dir = Unicode(
-        "/home/researcher/work",
-        config=True,
-        help="Where the person x project work volume is mounted in the container.",
-    )
-    data_dir = Unicode(
-        "/data", config=True, help="Where the project's data is mounted (read-only)."
-    )
     projects_dir = Unicode(
         "", config=True, help="Host directory of provisioned projects; empty: the sde setting."
     )
@@ -112,11 +105,13 @@ class WorkspaceSpawner(DockerSpawner):
             raise SpawnRefused(self.project or "(none)", reasons)
         data = self._project_data()
         self._data_build = data.name
-        self.read_only_volumes = {
-            str(data): self.data_dir,
-            str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
-        }
-        self.volumes = {work_volume_name(self.prefix, self.user.name, self.project): self.work_dir}
+        self._apply(
+            hardening.workspace_options(
+                data,
+                work_volume_name(self.prefix, self.user.name, self.project),
+                self.store.settings,
+            )
+        )
         ip, port = await super().start()
         await self._wait_listening(ip, port)
         await asyncio.to_thread(self._audit_spawn)
@@ -139,12 +134,25 @@ class WorkspaceSpawner(DockerSpawner):
                 except httpx.HTTPError:
                     await asyncio.sleep(0.05)
 
+    def _apply(self, options: dict[str, Any]) -> None:
+        """Hardening, limits, network and mounts of this person x project workspace."""
+        self.network_name = options["network_name"]
+        self.extra_host_config = options["extra_host_config"]
+        self.extra_create_kwargs = options["extra_create_kwargs"]
+        self.volumes = options["volumes"]
+        self.read_only_volumes = {
+            **options["read_only_volumes"],
+            str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
+        }
+        self.mem_limit = options["mem_limit"]
+        self.cpu_limit = options["cpu_limit"]
+
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
         env.update(
             {
                 "SDE_PROJECT": self.project,
-                "SDE_DATA_DIR": self.data_dir,
+                "SDE_DATA_DIR": hardening.DATA_DIR,
                 "JUPYTER_CONFIG_PATH": JUPYTER_CONFIG_MOUNT,
             }
         )
