@@ -325,7 +325,7 @@ class _Context:
             {
                 "step": "pseudonymise",
                 "column": "person_id",
-                "method": "HMAC-SHA256(dataset key, int64 person_id), first 63 bits",
+                "method": "HMAC-SHA256(dataset key, decimal person_id), first 63 bits",
                 "key_fingerprint": ps.fingerprint(ps.dataset_key(self.secret, self.dataset)),
                 "stable_across_versions": True,
             }

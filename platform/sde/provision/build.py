@@ -178,7 +178,7 @@ def provision(
                     f"{d['dataset']}@{d['version']}": d["removed_optout"] for d in datasets
                 },
             },
-            "pseudonyms": "HMAC-SHA256(project key, dataset pseudonym), first 63 bits",
+            "pseudonyms": "HMAC-SHA256(project key, decimal dataset pseudonym), first 63 bits",
         }
         manifest_hash = manifest.write(build, doc)
         freeze(build)
