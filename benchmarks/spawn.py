@@ -6,8 +6,9 @@ ours:  sign in at the hub's login page (password + TOTP, every registry check),
        start the project workspace (access_decision, audit, hardened container
        on the internal network, data mounted), start a kernel and execute
        `1+1` over the Jupyter websocket protocol.
-floor: `docker run` of the same image starting `jupyter server`, then the
-       same kernel start and execution over the same protocol; no hub.
+floor: `docker run` of the same image, with the same container options
+       (hardening, limits, network, mounts), starting `jupyter server`, then
+       the same kernel start and execution over the same protocol; no hub.
 
 Reports p50 and p95 of each, and the overhead (ours minus floor).
 Target: p50 overhead at most 0.5 s. The last line is one JSON object.
@@ -71,10 +72,18 @@ def _wait_stopped(c: HubClient, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def floor(image: str) -> float:
-    """Seconds from `docker run` to the result of `1+1` in a kernel of `jupyter server`."""
+def floor(site: HubSite, image: str, volume: str) -> float:
+    """Seconds from `docker run` to the result of `1+1` in a kernel of `jupyter server`.
+
+    The container gets the same options as a workspace (hardening, limits,
+    network, mounts): the difference to ours is the hub alone.
+    """
     import docker
 
+    from sde.workspaces import hardening
+
+    data = (site.settings.projects_dir / PROJECT / "data").resolve()
+    options = hardening.workspace_options(data, volume, site.settings)
     client = docker.from_env()
     token = secrets.token_hex(16)
     t = time.perf_counter()
@@ -83,10 +92,12 @@ def floor(image: str) -> float:
         [*FLOOR_COMMAND, f"--IdentityProvider.token={token}"],
         detach=True,
         remove=True,
+        **hardening.run_kwargs(options),
     )
     try:
         container.reload()
-        base = f"http://{container.attrs['NetworkSettings']['IPAddress']}:8888"
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        base = f"http://{networks[options['network_name']]['IPAddress']}:8888"
         while True:
             try:
                 if httpx.get(f"{base}/api", timeout=1).status_code == 200:
@@ -105,11 +116,11 @@ def floor(image: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="3 runs each (under a minute)")
+    ap.add_argument("--quick", action="store_true", help="2 runs each (about a minute)")
     ap.add_argument("--runs", type=int, default=10, help="runs of each (default 10)")
     ap.add_argument("--image", default="sde-workspace:latest", help="workspace image")
     args = ap.parse_args()
-    runs = 3 if args.quick else max(args.runs, 1)
+    runs = 2 if args.quick else max(args.runs, 1)
 
     with tempfile.TemporaryDirectory(prefix="sde-bench-spawn-") as tmp:
         site = make_site(Path(tmp) / "home", docker=True, SDE_HUB_IMAGE=args.image)
@@ -124,13 +135,14 @@ def main() -> None:
             site.enrol(name)
         with running(site):
             # One untimed warm-up of each: the first container start pays for page cache.
+            volume = f"{site.settings.hub.name}-work-floor-{PROJECT}"
             ours(site, people[0])
-            floor(args.image)
+            floor(site, args.image, volume)
             # Interleaved, so that both see the same load on a shared machine.
             ours_s, floor_s = [], []
             for name in people[1:]:
                 ours_s.append(ours(site, name))
-                floor_s.append(floor(args.image))
+                floor_s.append(floor(site, args.image, volume))
 
     figures = {
         "runs": runs,
