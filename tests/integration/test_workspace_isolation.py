@@ -17,6 +17,7 @@ import random
 import socket
 import socketserver
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ import pytest
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
 from sde.workspaces import firewall, hardening, network
+from tests.conftest import require_service
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -441,3 +443,216 @@ def test_cli_network_up_status_down(
     assert down.code == 0, down.err
     assert "removed" in down.out
     assert not firewall.installed(bridge)
+
+
+# ------------------------------------------------ DNS: CVE-2024-29018 on a loopback resolver
+#
+# Engines before 26.0 forward a name the embedded resolver does not know from the
+# host's namespace when the host's resolv.conf names a loopback resolver (as with
+# systemd-resolved), also for containers on internal networks. To show that no
+# workspace query leaves the host, the test starts a private engine whose host
+# resolv.conf names a UDP listener on loopback: a control container on an
+# internal network reaches it (on engines < 26), a hardened workspace does not.
+
+LOOPBACK_RESOLVER = "127.0.0.77"
+
+
+@dataclass
+class PrivateEngine:
+    client: Any
+    sock: str
+    version: str
+
+
+def _library_rootfs(root: Path) -> None:
+    """A tiny image: getent and the C library, enough to resolve a name."""
+    getent = Path("/usr/bin/getent")
+    libs = subprocess.run(["ldd", str(getent)], capture_output=True, text=True, check=True)
+    files = [getent] + [Path(p) for p in libs.stdout.split() if p.startswith("/")]
+    for f in files:
+        target = root / f.relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(f.read_bytes())
+        target.chmod(0o755)
+    (root / "etc").mkdir(exist_ok=True)
+    (root / "etc/nsswitch.conf").write_text("hosts: files dns\n")
+
+
+@pytest.fixture(scope="module")
+def private_engine(docker_engine: str) -> Iterator[PrivateEngine]:
+    import io
+    import os
+    import shutil
+    import tarfile
+
+    import docker
+
+    have = shutil.which("dockerd") and shutil.which("unshare") and os.geteuid() == 0
+    require_service("private docker engine", bool(have), "needs root, dockerd and unshare")
+    base = Path(tempfile.mkdtemp(prefix="sde-dnsd-", dir="/var/tmp"))
+    (base / "resolv.conf").write_text(f"nameserver {LOOPBACK_RESOLVER}\n")
+    sock = f"unix://{base}/docker.sock"
+    # Its own mount namespace, so that only this engine sees the loopback resolv.conf;
+    # no iptables of its own, so that it cannot disturb the engine everyone uses.
+    script = (
+        f"mount --bind {base}/resolv.conf /etc/resolv.conf && exec dockerd"
+        f" --data-root {base}/data --exec-root {base}/exec --pidfile {base}/dockerd.pid"
+        f" -H {sock} --bridge=none --iptables=false --ip-masq=false --userland-proxy=false"
+    )
+    log = (base / "dockerd.log").open("w")
+    proc = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client: Any = None
+    try:
+        deadline = time.monotonic() + 60
+        while client is None:
+            try:
+                client = docker.DockerClient(base_url=sock)
+                client.ping()
+            except docker.errors.DockerException:
+                client = None
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (base / "dockerd.log").read_text()[-800:]
+                    raise AssertionError(f"private dockerd did not start: {tail}") from None
+                time.sleep(0.3)
+        rootfs = base / "rootfs"
+        _library_rootfs(rootfs)
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            tar.add(rootfs, arcname=".")
+        client.api.import_image_from_data(buf.getvalue(), repository="sde-dnsprobe", tag="test")
+        yield PrivateEngine(client, sock, client.version()["Version"])
+    finally:
+        if client is not None:
+            for c in client.containers.list(all=True):
+                c.remove(force=True)
+            client.close()
+        _stop_engine(proc, base / "dockerd.pid")
+        log.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _stop_engine(proc: subprocess.Popen[bytes], pidfile: Path) -> None:
+    """Stop the private dockerd (by its own pid: unshare may have forked) and wait for it."""
+    import os
+    import signal
+
+    pids = {proc.pid}
+    with contextlib.suppress(OSError, ValueError):
+        pids.add(int(pidfile.read_text()))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        proc.poll()
+        time.sleep(0.2)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def engine_env(sock: str) -> Iterator[None]:
+    """sde's own network code, pointed at the private engine."""
+    import os
+
+    old = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = sock
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = old
+
+
+class _Listener:
+    """Every UDP datagram that reaches the loopback resolver address."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 53))
+        self.sock.settimeout(0.2)
+        self.received: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, _ = self.sock.recvfrom(2048)
+                self.received.append(data)
+            except TimeoutError:
+                continue
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def asked_for(self, label: str) -> bool:
+        return any(label.encode() in packet for packet in self.received)
+
+
+def test_workspace_dns_never_reaches_a_loopback_resolver_of_the_host(
+    private_engine: PrivateEngine, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    client = private_engine.client
+    settings = load_settings(
+        env={
+            "SDE_HOME": str(tmp_path),
+            "SDE_WORKSPACES_NETWORK": f"sde-wst-{run}-dns",
+            "SDE_WORKSPACES_BRIDGE": f"sdewsd{run}",
+            "SDE_WORKSPACES_SUBNET": free_subnet(docker_main_client(), set()),
+        }
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    listener = _Listener(LOOPBACK_RESOLVER)
+    try:
+        with engine_env(private_engine.sock):
+            net = network.ensure_network(settings)
+        options = hardening.workspace_options(data, f"sde-wst-{run}-dnswork", settings)
+        workspace = client.containers.run(
+            "sde-dnsprobe:test",
+            ["/usr/bin/getent", "hosts", f"workspace-{run}.invalid"],
+            detach=True,
+            **hardening.run_kwargs(options),
+        )
+        control = client.containers.run(
+            "sde-dnsprobe:test",
+            ["/usr/bin/getent", "hosts", f"control-{run}.invalid"],
+            detach=True,
+            network=net.name,
+        )
+        for c in (workspace, control):
+            c.wait(timeout=60)
+        # getent exits 2: not found. The workspace got no answer from anywhere.
+        assert workspace.wait(timeout=1)["StatusCode"] == 2
+        time.sleep(0.5)
+        assert not listener.asked_for(f"workspace-{run}")
+        if int(private_engine.version.split(".")[0]) < 26:
+            # The control shows the leak this engine has, so the test above can fail.
+            assert listener.asked_for(f"control-{run}"), private_engine.version
+    finally:
+        listener.close()
+        for c in client.containers.list(all=True):
+            c.remove(force=True)
+        with engine_env(private_engine.sock):
+            network.remove_network(settings)
+        with contextlib.suppress(Exception):
+            client.volumes.get(f"sde-wst-{run}-dnswork").remove(force=True)
+
+
+def docker_main_client() -> Any:
+    import docker
+
+    return docker.from_env()
