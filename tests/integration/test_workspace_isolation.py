@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -60,7 +60,7 @@ CONTAINER_PORT = 8888
 
 class _Banner(socketserver.BaseRequestHandler):
     def handle(self) -> None:
-        port = self.server.server_address[1]
+        port = cast(tuple[str, int], self.server.server_address)[1]
         self.request.sendall(f"host-{port}\n".encode())
 
 
