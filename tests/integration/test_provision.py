@@ -245,3 +245,20 @@ def test_provision_cli_and_catalogue(sde_home, synthetic_source, capsys):
     assert {r["column"] for r in rows} >= {"person_id", "age_band", "postcode_district"}
     missing = run_sde(capsys, "data", "catalogue", "--project", "nope")
     assert missing.code == 2 and "error: no project data" in missing.err
+
+
+def test_provision_workspace_catalogue_command(
+    data_settings, engine, published, capsys, monkeypatch
+):
+    from sde.data.cli import main
+
+    _grant(engine, "p1", "person.sex", "person.age_band")
+    provision(data_settings, engine, "p1", ACTOR)
+    monkeypatch.setenv("SDE_DATA_DIR", str(data_settings.projects_dir / "p1" / "data"))
+    assert main(["catalogue"]) == 0
+    out = capsys.readouterr().out
+    assert "ehr.person: One row per person." in out
+    assert "age_band" in out and "postcode_district" not in out
+    monkeypatch.setenv("SDE_DATA_DIR", str(data_settings.projects_dir / "nope"))
+    assert main(["catalogue"]) == 2
+    assert "no project data" in capsys.readouterr().err
