@@ -279,6 +279,14 @@ def test_workspace_has_no_docker_socket(site: Site) -> None:
     assert result.output.decode().strip() == "[]"
 
 
+def test_workspace_has_no_ipv6(site: Site) -> None:
+    """The firewall is IPv4: a workspace has no IPv6 address, not even link-local."""
+    ws = site.containers["ws1"]
+    assert ws.exec_run(["cat", "/proc/net/if_inet6"]).output.decode().strip() == ""
+    flag = ws.exec_run(["cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6"]).output.decode()
+    assert flag.strip() == "1"
+
+
 def _write(container: Any, path: str) -> str:
     script = (
         "import sys\n"

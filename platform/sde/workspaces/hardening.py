@@ -9,7 +9,7 @@ What a workspace gets:
   kernel answers EROFS);
 - limits on memory, CPU and processes (a fork bomb stops at the pids limit);
 - the workspace network's bridge address as its only DNS resolver (see
-  sde.workspaces.network) and no Docker socket.
+  sde.workspaces.network), no IPv6 and no Docker socket.
 
 `host_config()` and `create_kwargs()` are for `DockerSpawner.extra_host_config`
 and `extra_create_kwargs`; `workspace_options()` gives the whole set for one
@@ -49,6 +49,11 @@ def host_config(settings: Settings | None = None) -> dict[str, Any]:
             HOME: f"{scratch},uid=1000,gid=1000,mode=0700",
         },
         "dns": dns_servers(ws),
+        # The firewall is IPv4; no IPv6 at all, not even link-local to the bridge.
+        "sysctls": {
+            "net.ipv6.conf.all.disable_ipv6": "1",
+            "net.ipv6.conf.default.disable_ipv6": "1",
+        },
         "ipc_mode": "private",
         "privileged": False,
     }
