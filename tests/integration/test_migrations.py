@@ -8,6 +8,7 @@ from alembic.script import ScriptDirectory
 
 import sde.audit.schema
 import sde.hub.credentials
+import sde.ingest.models
 import sde.registry.models
 from sde.core.db import Base
 from sde.core.schema import alembic_config, current_revisions, is_current
