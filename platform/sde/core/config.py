@@ -157,7 +157,7 @@ class WorkspacesSettings:
     )
     firewall: bool = setting(
         True,
-        "Install the host firewall rules (iptables chain SDE-WORKSPACES) with the network. "
+        "Install the host firewall rules (iptables chains SDE-WS-BRIDGE) with the network. "
         "Only turn off where an equivalent firewall is managed elsewhere.",
     )
 
