@@ -1,0 +1,63 @@
+"""Workspace container options and network settings, without a Docker engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sde.core.config import Settings, load_settings
+from sde.core.errors import ConfigError
+from sde.workspaces import firewall, hardening, network
+
+
+def settings(tmp_path: Path, **env: str) -> Settings:
+    return load_settings(env={"SDE_HOME": str(tmp_path), **env})
+
+
+def test_workspace_options_harden_and_mount_data_read_only(tmp_path: Path) -> None:
+    s = settings(tmp_path, SDE_WORKSPACES_SUBNET="10.213.5.0/24", SDE_HUB_CPU_LIMIT="2")
+    options = hardening.workspace_options("/srv/p/data", "sde-work-ada-p1", s)
+    host = options["extra_host_config"]
+    assert host["cap_drop"] == ["ALL"]
+    assert host["security_opt"] == ["no-new-privileges:true"]
+    assert host["read_only"] is True and host["privileged"] is False
+    assert host["dns"] == ["10.213.5.1"]
+    assert set(host["tmpfs"]) == {"/tmp", "/home/researcher"}
+    assert options["extra_create_kwargs"]["user"] == "1000:1000"
+    assert options["read_only_volumes"] == {"/srv/p/data": "/data"}
+    assert options["volumes"] == {"sde-work-ada-p1": "/home/researcher/work"}
+    assert options["cpu_limit"] == 2.0
+    run = hardening.run_kwargs(options)
+    assert run["volumes"]["/srv/p/data"] == {"bind": "/data", "mode": "ro"}
+    assert run["volumes"]["sde-work-ada-p1"]["mode"] == "rw"
+    assert run["nano_cpus"] == 2_000_000_000
+
+
+def test_workspace_options_bad_cpu_limit_is_a_clear_error(tmp_path: Path) -> None:
+    s = settings(tmp_path, SDE_HUB_CPU_LIMIT="lots")
+    with pytest.raises(ConfigError, match=r"hub\.cpu_limit"):
+        hardening.workspace_options("/d", "v", s)
+
+
+def test_workspace_network_bad_subnet_is_a_clear_error(tmp_path: Path) -> None:
+    s = settings(tmp_path, SDE_WORKSPACES_SUBNET="10.213.0.300/24")
+    with pytest.raises(ConfigError, match=r"workspaces\.subnet"):
+        network.gateway_of(s.workspaces)
+
+
+def test_workspace_firewall_rules_allow_only_listed_ports_on_the_gateway() -> None:
+    rules = firewall.Rules("sde-ws0", "10.213.0.1", (8081, 8082))
+    body = rules.input_rules()
+    accepted = [r for r in body if r[-1] == "ACCEPT" and "--dport" in r]
+    assert [(r[r.index("-d") + 1], r[r.index("--dport") + 1]) for r in accepted] == [
+        ("10.213.0.1", "8081"),
+        ("10.213.0.1", "8082"),
+    ]
+    assert body[-1] == ["-j", "DROP"]
+    assert firewall.input_chain("sde-ws0") == "SDE-WS-sde-ws0"
+
+
+def test_workspace_firewall_refuses_a_long_bridge_name() -> None:
+    with pytest.raises(firewall.FirewallError, match="longer than 15"):
+        firewall.apply(firewall.Rules("a-very-long-bridge-name", "10.213.0.1", (8081,)))
