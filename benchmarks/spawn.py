@@ -140,9 +140,10 @@ def main() -> None:
             floor(site, args.image, volume)
             # Interleaved, so that both see the same load on a shared machine.
             ours_s, floor_s = [], []
-            for name in people[1:]:
+            for i, name in enumerate(people[1:], 1):
                 ours_s.append(ours(site, name))
                 floor_s.append(floor(site, args.image, volume))
+                print(f"run {i}: ours {ours_s[-1]:.3f} s, floor {floor_s[-1]:.3f} s", flush=True)
 
     figures = {
         "runs": runs,
