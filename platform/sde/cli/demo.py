@@ -5,7 +5,7 @@ Idempotent: running it again reuses what exists.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import typer
 from sqlalchemy import select
@@ -89,7 +89,14 @@ def demo(
         console.print(f"created {item}")
     if not made:
         console.print("demo registry already present")
-    _ = persons, date  # the data demo (issue 3) uses these
+    from sde.cli.context import engine
+    from sde.ingest.cli import progress_bars
+    from sde.ingest.demo import build_demo_data
+
+    # Synthesise, ingest, grant and provision the demo project's data (idempotent).
+    with progress_bars() as hook:
+        for item in build_demo_data(settings(), engine(), DEMO_PROJECT, persons, progress=hook):
+            console.print(item)
     console.print("people: " + ", ".join(p[0] for p in DEMO_PEOPLE))
     console.print(f"try: sde access check alice {DEMO_PROJECT}")
     from sde.hub.demo import demo_hub
