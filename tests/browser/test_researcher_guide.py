@@ -20,6 +20,7 @@ from sde.core.db import transaction
 from sde.registry import service
 from tests.conftest import require_service
 from tests.support.hub import PASSWORD, HubSite, make_site, running
+from tests.support.hub_data import provision_project
 from tests.support.registry import ACTOR, make_active_project, make_person, today
 
 pytestmark = pytest.mark.browser
@@ -97,3 +98,37 @@ def test_researcher_guide_sign_in_enrol_and_home_screenshots(site, page, tmp_pat
     for shot in shots.iterdir():
         assert shot.stat().st_size > 5_000, f"{shot.name} looks empty"
         shutil.copyfile(shot, IMAGES / shot.name)
+
+
+@pytest.fixture(scope="module")
+def docker_site(
+    workspace_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HubSite]:
+    home = tmp_path_factory.mktemp("hub-browser-docker") / "home"
+    s = make_site(home, docker=True, SDE_HUB_IMAGE=workspace_image)
+    make_person(s.engine, "alice")
+    make_active_project(s.engine, "diabetes-outcomes", "alice")
+    provision_project(s, "diabetes-outcomes")
+    s.enrol("alice")
+    with running(s):
+        yield s
+
+
+@pytest.mark.docker
+def test_researcher_guide_workspace_screenshot(docker_site, page, tmp_path):
+    site = docker_site
+    page.goto(f"{site.url}/hub/login")
+    page.fill("#username_input", "alice")
+    page.fill("#password_input", PASSWORD)
+    page.fill("#otp_input", site.code("alice"))
+    page.click("#login_submit")
+    page.wait_for_selector("#sde-projects")
+    page.click("#start-diabetes-outcomes")
+    # The hub's progress page forwards to JupyterLab once the workspace is up.
+    page.wait_for_selector(".jp-LauncherCard", timeout=180_000)
+    assert "/user/alice/diabetes-outcomes/lab" in page.url
+    shot = tmp_path / "workspace.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 20_000
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, IMAGES / shot.name)
