@@ -226,14 +226,14 @@ def test_hub_start_command_serves_the_login_page(tmp_path):
         url = f"http://127.0.0.1:{env['SDE_HUB_PORT']}/"
         assert first.strip() == f"sde hub: {url}"
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        page = ""
+        while time.monotonic() < deadline and not page:
             try:
                 r = httpx.get(url + "hub/login", timeout=2)
-                if r.status_code == 200:
-                    break
+                page = r.text if r.status_code == 200 else ""
             except httpx.HTTPError:
                 time.sleep(0.2)
-        assert 'name="otp"' in r.text and 'name="password"' in r.text
+        assert 'name="otp"' in page and 'name="password"' in page
     finally:
         proc.terminate()
         proc.wait(timeout=60)
