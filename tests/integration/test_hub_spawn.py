@@ -121,6 +121,29 @@ def test_hub_spawn_files_handler_and_download_plugins_are_disabled(alice_workspa
     assert "@jupyterlab/docmanager-extension:download" in disabled
 
 
+def test_hub_spawn_user_jupyter_config_cannot_bring_downloads_back(alice_workspace):
+    c, server = alice_workspace
+    code = """
+import json, os
+d = os.path.expanduser('~/.jupyter/labconfig')
+os.makedirs(d, exist_ok=True)
+with open(os.path.join(d, 'page_config.json'), 'w') as f:
+    json.dump({'disabledExtensions': {
+        '@jupyterlab/filebrowser-extension:download': False,
+        '@jupyterlab/docmanager-extension:download': False}}, f)
+print('written')
+"""
+    assert c.execute(server, code) == "written"
+    lab = c.http.get(f"{server}lab", headers={"Authorization": f"token {c.token}"})
+    page_config = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', lab.text, re.S
+    )
+    assert page_config
+    disabled = json.loads(page_config.group(1))["disabledExtensions"]
+    assert "@jupyterlab/filebrowser-extension:download" in disabled
+    assert "@jupyterlab/docmanager-extension:download" in disabled
+
+
 def test_hub_spawn_workspace_token_cannot_call_hub_admin_apis(alice_workspace):
     c, server = alice_workspace
     code = """

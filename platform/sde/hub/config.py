@@ -181,6 +181,9 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.JupyterHub.spawner_class = WorkspaceSpawner
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.default_url = "/lab"
+    # No Jupyter configuration from the home directory: a researcher cannot undo
+    # the workspace's own settings (e.g. bring the download commands back).
+    c.Spawner.disable_user_config = True
     c.Spawner.start_timeout = 180
     c.Spawner.http_timeout = 120
     c.WorkspaceSpawner.projects_dir = str(settings.projects_dir)
