@@ -205,3 +205,9 @@ def test_hub_spawn_refused_when_project_data_is_not_provisioned(site):
             c.start_workspace("no-data")
         assert refused.value.status == 409
         assert "sde projects provision no-data" in refused.value.message
+    events = [
+        e
+        for e in list_events(site.engine, action="workspace.spawn.refused")
+        if e["target"] == "workspace:alice/no-data"
+    ]
+    assert events and events[-1]["details"]["reasons"] == ["project data is not provisioned"]

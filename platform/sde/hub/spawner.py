@@ -92,6 +92,10 @@ class WorkspaceSpawner(DockerSpawner):
         # names now, so a running workspace keeps one consistent version.
         data = (root / self.project / "data").resolve()
         if not (data / "project.duckdb").is_file():
+            with self.store.write() as s:
+                events.record_refusal(
+                    s, self.user.name, self.project, ["project data is not provisioned"]
+                )
             raise web.HTTPError(
                 409,
                 f"Project {self.project} has no provisioned data yet: an operator runs "
@@ -103,7 +107,7 @@ class WorkspaceSpawner(DockerSpawner):
         reasons = await asyncio.to_thread(self._decide)
         if reasons:
             raise SpawnRefused(self.project or "(none)", reasons)
-        data = self._project_data()
+        data = await asyncio.to_thread(self._project_data)
         self._data_build = data.name
         self._apply(
             hardening.workspace_options(
