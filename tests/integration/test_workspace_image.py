@@ -115,6 +115,7 @@ def jupyter_server(workspace_image):
         yield base, headers
     finally:
         docker("rm", "-f", name)
+        docker("network", "rm", name)
 
 
 def test_workspace_image_files_handler_is_removed(jupyter_server):

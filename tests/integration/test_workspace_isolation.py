@@ -486,6 +486,10 @@ def _library_rootfs(root: Path) -> None:
     (root / "etc/nsswitch.conf").write_text("hosts: files dns\n")
 
 
+# The private engine's default bridge: an address range no other test uses.
+PRIVATE_BRIDGE_CIDR = "10.219.77.1/24"
+
+
 @pytest.fixture(scope="module")
 def private_engine(docker_engine: str) -> Iterator[PrivateEngine]:
     import io
@@ -501,11 +505,17 @@ def private_engine(docker_engine: str) -> Iterator[PrivateEngine]:
     (base / "resolv.conf").write_text(f"nameserver {LOOPBACK_RESOLVER}\n")
     sock = f"unix://{base}/docker.sock"
     # Its own mount namespace, so that only this engine sees the loopback resolv.conf;
-    # no iptables of its own, so that it cannot disturb the engine everyone uses.
+    # no iptables of its own, so that it cannot disturb the engine everyone uses; and a
+    # default bridge of its own: with `--bridge=none` dockerd deletes the host's
+    # docker0, which the engine everyone uses still needs.
+    bridge = f"sdedns{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "link", "add", bridge, "type", "bridge"], check=True)
+    subprocess.run(["ip", "addr", "add", PRIVATE_BRIDGE_CIDR, "dev", bridge], check=True)
+    subprocess.run(["ip", "link", "set", bridge, "up"], check=True)
     script = (
         f"mount --bind {base}/resolv.conf /etc/resolv.conf && exec dockerd"
         f" --data-root {base}/data --exec-root {base}/exec --pidfile {base}/dockerd.pid"
-        f" -H {sock} --bridge=none --iptables=false --ip-masq=false --userland-proxy=false"
+        f" -H {sock} --bridge={bridge} --iptables=false --ip-masq=false --userland-proxy=false"
     )
     log = (base / "dockerd.log").open("w")
     proc = subprocess.Popen(
@@ -539,6 +549,7 @@ def private_engine(docker_engine: str) -> Iterator[PrivateEngine]:
                 c.remove(force=True)
             client.close()
         _stop_engine(proc, base / "dockerd.pid")
+        subprocess.run(["ip", "link", "del", bridge], check=False)
         log.close()
         shutil.rmtree(base, ignore_errors=True)
 
