@@ -85,37 +85,29 @@ def update(
     console.print(f"updated {username}")
 
 
-@app.command("suspend")
-def suspend(
-    username: str = typer.Argument(..., help="The person to suspend."),
-    reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
-) -> None:
-    """Suspend a person: all their access stops at once."""
-    with write() as session:
-        service.set_person_status(session, actor(), username, "suspended", reason)
-    console.print(f"suspended {username}")
+def _status_command(name: str, status: str, done: str, summary: str) -> None:
+    def command(
+        username: str = typer.Argument(..., help="The person."),
+        reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
+    ) -> None:
+        with write() as session:
+            service.set_person_status(session, actor(), username, status, reason)
+        console.print(f"{username} {done}")
+
+    command.__doc__ = summary
+    app.command(name)(command)
 
 
-@app.command("reinstate")
-def reinstate(
-    username: str = typer.Argument(..., help="The person to reinstate."),
-    reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
-) -> None:
-    """Reinstate a suspended person."""
-    with write() as session:
-        service.set_person_status(session, actor(), username, "active", reason)
-    console.print(f"reinstated {username}")
-
-
-@app.command("leave")
-def leave(
-    username: str = typer.Argument(..., help="The person who has left."),
-    reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
-) -> None:
-    """Mark a person as having left the organisation (access ends, records stay)."""
-    with write() as session:
-        service.set_person_status(session, actor(), username, "left", reason)
-    console.print(f"{username} marked as left")
+_status_command(
+    "suspend", "suspended", "suspended", "Suspend a person: all their access stops at once."
+)
+_status_command("reinstate", "active", "reinstated", "Reinstate a suspended person.")
+_status_command(
+    "leave",
+    "left",
+    "marked as left",
+    "Mark a person as having left the organisation (access ends, records stay).",
+)
 
 
 @app.command("grant-role")
