@@ -5,7 +5,10 @@
 ours:  sign in at the hub's login page (password + TOTP, every registry check),
        start the project workspace (access_decision, audit, hardened container
        on the internal network, data mounted), start a kernel and execute
-       `1+1` over the Jupyter websocket protocol.
+       `1+1` over the Jupyter websocket protocol. With the warm pool (default,
+       `--warm-pool 0` for none) the container is a pool container claimed at
+       the spawn; every timed run, ours and floor, starts with the pool full and
+       idle, so neither pays for nor competes with a refill.
 floor: `docker run` of the same image, with the same container options
        (hardening, limits, network, mounts), starting `jupyter server`, then
        the same kernel start and execution over the same protocol; no hub.
@@ -31,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sde.hub.client import HubClient, run_in_kernel  # noqa: E402
+from sde.workspaces.pool import wait_ready  # noqa: E402
 from tests.support.hub import PASSWORD, HubSite, make_site, running  # noqa: E402
 from tests.support.hub_data import provision_project  # noqa: E402
 from tests.support.registry import make_active_project, make_person  # noqa: E402
@@ -114,16 +118,30 @@ def floor(site: HubSite, image: str, volume: str) -> float:
     return elapsed
 
 
+def settle(site: HubSite) -> None:
+    """Wait until the warm pool is full and idle (no container warming)."""
+    if site.settings.workspaces.warm_pool:
+        wait_ready(site.settings)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 runs each (about a minute)")
     ap.add_argument("--runs", type=int, default=10, help="runs of each (default 10)")
     ap.add_argument("--image", default="sde-workspace:latest", help="workspace image")
+    ap.add_argument(
+        "--warm-pool", type=int, default=1, help="warm pool size of the hub (default 1; 0: none)"
+    )
     args = ap.parse_args()
     runs = 2 if args.quick else max(args.runs, 1)
 
     with tempfile.TemporaryDirectory(prefix="sde-bench-spawn-") as tmp:
-        site = make_site(Path(tmp) / "home", docker=True, SDE_HUB_IMAGE=args.image)
+        site = make_site(
+            Path(tmp) / "home",
+            docker=True,
+            SDE_HUB_IMAGE=args.image,
+            SDE_WORKSPACES_WARM_POOL=str(args.warm_pool),
+        )
         # A person per run: each TOTP code is accepted once, and a run takes less than
         # the 30 seconds of a code.
         people = [f"bench{i}" for i in range(runs + 1)]
@@ -141,7 +159,9 @@ def main() -> None:
             # Interleaved, so that both see the same load on a shared machine.
             ours_s, floor_s = [], []
             for i, name in enumerate(people[1:], 1):
+                settle(site)
                 ours_s.append(ours(site, name))
+                settle(site)
                 floor_s.append(floor(site, args.image, volume))
                 print(f"run {i}: ours {ours_s[-1]:.3f} s, floor {floor_s[-1]:.3f} s", flush=True)
 
@@ -157,6 +177,7 @@ def main() -> None:
     paired = [a - b for a, b in zip(ours_s, floor_s, strict=True)]
     figures["paired_overhead_p50_s"] = round(statistics.median(paired), 3)
     figures["ratio"] = round(figures["ours_p50_s"] / figures["floor_p50_s"], 2)
+    figures["warm_pool"] = args.warm_pool
     figures["target_overhead_s"] = TARGET_OVERHEAD_S
     print(f"{'':8}{'p50 s':>8}{'p95 s':>8}")
     print(f"{'ours':8}{figures['ours_p50_s']:>8.3f}{figures['ours_p95_s']:>8.3f}")

@@ -134,13 +134,22 @@ def running(site: HubSite) -> Iterator[HubSite]:
     site.hub = HubProcess(site.settings, env={**os.environ, **site.env})
     site.hub.start()
     try:
+        if site.settings.hub.docker and site.settings.workspaces.warm_pool:
+            # Every test spawn then takes the warm path; tests of the cold path set
+            # SDE_WORKSPACES_WARM_POOL=0.
+            from sde.workspaces.pool import wait_ready
+
+            wait_ready(site.settings)
         yield site
     finally:
         site.hub.stop()
         site.engine.dispose()
         if site.settings.hub.docker:
+            from sde.workspaces import pool
             from sde.workspaces.network import remove_network
 
+            pool.sweep(pool.docker_client(), site.settings, unclaimed=True)
+            pool.teardown_host(site.settings)
             remove_volumes(site.settings.hub.name)
             remove_network(site.settings)
 

@@ -16,6 +16,7 @@ start` runs JupyterHub with it. Choices that matter for safety:
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -116,6 +117,26 @@ def projects_for(store: Store) -> Any:
     return projects
 
 
+def warm_pool_service(settings: Settings) -> dict[str, Any]:
+    """The managed service that keeps the warm pool full (sde.workspaces.pool)."""
+    from sde.workspaces import pool
+
+    if settings.workspaces.warm_pool < 0:
+        raise ConfigError(
+            f"workspaces.warm_pool: must be 0 or more, got {settings.workspaces.warm_pool}"
+        )
+    pool.prepare_host(settings)
+    env = {k: v for k, v in os.environ.items() if k.startswith("SDE_")}
+    env["SDE_HOME"] = str(settings.home)
+    if settings.config_file is not None:
+        env["SDE_CONFIG"] = str(settings.config_file)
+    return {
+        "name": "warm-pool",
+        "command": [sys.executable, "-m", "sde.workspaces.pool"],
+        "environment": env,
+    }
+
+
 def configure(c: Any, settings: Settings | None = None) -> None:
     """Fill JupyterHub's config object `c` from the sde settings."""
     from sde.hub.authenticator import SdeAuthenticator
@@ -177,6 +198,9 @@ def configure(c: Any, settings: Settings | None = None) -> None:
             ],
         }
     ]
+
+    if net is not None and settings.workspaces.warm_pool:
+        c.JupyterHub.services.append(warm_pool_service(settings))
 
     c.JupyterHub.spawner_class = WorkspaceSpawner
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES

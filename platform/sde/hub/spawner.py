@@ -10,6 +10,12 @@ The container gets the project's provisioned data read-only at /data, a
 persistent work volume of its own (person x project), the hardening and the
 internal (no egress) network of `sde.workspaces`, and a Jupyter configuration
 that removes the /files/ handler and the JupyterLab download commands.
+
+With a warm pool (`workspaces.warm_pool`, see sde.workspaces.pool) the
+container is one started ahead with the same image, hardening, limits and
+network, claimed here: the data and work volume are mounted into it and the
+server's environment handed to it. Without a ready pool container, or when
+the claim fails, the container is created cold as above.
 """
 
 from __future__ import annotations
@@ -29,11 +35,8 @@ from traitlets import Unicode
 from sde.hub import events
 from sde.hub.store import Store
 from sde.registry.access import access_decision
-from sde.workspaces import hardening
+from sde.workspaces import hardening, pool
 
-# Read-only Jupyter configuration for every workspace (see jupyter-config/).
-JUPYTER_CONFIG = Path(__file__).with_name("jupyter-config")
-JUPYTER_CONFIG_MOUNT = "/opt/sde/jupyter-config"
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
 
 
@@ -59,6 +62,8 @@ class WorkspaceSpawner(DockerSpawner):
     )
 
     _data_build = ""
+    _warm: pool.Claimed | None = None
+    _data_dir: Path | None = None
 
     @cached_property
     def store(self) -> Store:
@@ -109,6 +114,8 @@ class WorkspaceSpawner(DockerSpawner):
             raise SpawnRefused(self.project or "(none)", reasons)
         data = await asyncio.to_thread(self._project_data)
         self._data_build = data.name
+        self._data_dir = data
+        self._warm = None
         self._apply(
             hardening.workspace_options(
                 data,
@@ -126,17 +133,59 @@ class WorkspaceSpawner(DockerSpawner):
 
         The hub's own wait backs off exponentially (0.2 s doubling, with jitter),
         which adds seconds to a start that takes about two; answering here first
-        lets its first check succeed. On timeout the hub's wait decides.
+        lets its first check succeed. A container that exits meanwhile fails the
+        start at once instead of after the hub's http_timeout.
         """
         url = f"http://{ip}:{port}{self.server.base_url}api"
         deadline = time.monotonic() + self.http_timeout
+        checks = 0
         async with httpx.AsyncClient(trust_env=False, timeout=2) as client:
             while time.monotonic() < deadline:
                 try:
                     await client.get(url)
                     return
                 except httpx.HTTPError:
-                    await asyncio.sleep(0.05)
+                    await asyncio.sleep(0.01 if self._warm else 0.05)
+                checks += 1
+                if checks % 50 == 0 and await self.poll() is not None:
+                    raise web.HTTPError(
+                        500, f"Workspace for project {self.project} exited while starting."
+                    )
+
+    # ------------------------------------------------------------ warm pool
+
+    @cached_property
+    def _docker_client(self) -> Any:
+        import docker
+
+        return docker.from_env()
+
+    async def create_object(self) -> dict[str, Any]:
+        settings = self.store.settings
+        if settings.workspaces.warm_pool > 0 and self._data_dir is not None:
+            argv = await self.get_command()
+            if Path(str(argv[0])).name == "jupyterhub-singleuser":
+                image_id = (await self.docker("inspect_image", self.image))["Id"]
+                server = {"env": self.get_env(), "argv": argv, "cwd": hardening.WORK_DIR}
+                self._warm = await asyncio.to_thread(
+                    pool.claim,
+                    self._docker_client,
+                    settings,
+                    image_id,
+                    self.container_name,
+                    self._data_dir,
+                    work_volume_name(self.prefix, self.user.name, self.project),
+                    server,
+                )
+                if self._warm is not None:
+                    return {"Id": self._warm.container_id}
+                self.log.info("No warm workspace ready for %s: starting one cold", self._log_name)
+        result: dict[str, Any] = await super().create_object()
+        return result
+
+    async def start_object(self) -> None:
+        if self._warm is None:
+            await super().start_object()
 
     def _apply(self, options: dict[str, Any]) -> None:
         """Hardening, limits, network and mounts of this person x project workspace."""
@@ -146,7 +195,7 @@ class WorkspaceSpawner(DockerSpawner):
         self.volumes = options["volumes"]
         self.read_only_volumes = {
             **options["read_only_volumes"],
-            str(JUPYTER_CONFIG): JUPYTER_CONFIG_MOUNT,
+            str(hardening.JUPYTER_CONFIG): hardening.JUPYTER_CONFIG_MOUNT,
         }
         self.mem_limit = options["mem_limit"]
         self.cpu_limit = options["cpu_limit"]
@@ -157,7 +206,7 @@ class WorkspaceSpawner(DockerSpawner):
             {
                 "SDE_PROJECT": self.project,
                 "SDE_DATA_DIR": hardening.DATA_DIR,
-                "JUPYTER_CONFIG_PATH": JUPYTER_CONFIG_MOUNT,
+                "JUPYTER_CONFIG_PATH": hardening.JUPYTER_CONFIG_MOUNT,
             }
         )
         return env
@@ -172,6 +221,7 @@ class WorkspaceSpawner(DockerSpawner):
                     "image": self.image,
                     "container": (self.object_id or "")[:12],
                     "data_build": self._data_build,
+                    "warm": self._warm is not None,
                 },
             )
 
@@ -181,9 +231,22 @@ class WorkspaceSpawner(DockerSpawner):
             # A refused or failed start made no container: nothing to stop or audit.
             self.clear_state()
             return
+        slot = await self._slot()
         await super().stop(now=now)
+        if slot:
+            await asyncio.to_thread(pool.release, self.store.settings, slot)
         if self.project:
             await asyncio.to_thread(self._audit_stop, container)
+
+    async def _slot(self) -> str:
+        """The warm-pool slot of this workspace's container (empty for a cold one)."""
+        import docker
+
+        try:
+            info = await self.docker("inspect_container", self.object_id)
+        except docker.errors.NotFound:
+            return ""
+        return str((info["Config"].get("Labels") or {}).get(pool.SLOT_LABEL, ""))
 
     def _audit_stop(self, container: str) -> None:
         with self.store.write() as s:

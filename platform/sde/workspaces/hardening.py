@@ -27,6 +27,10 @@ from sde.core.errors import ConfigError
 from sde.workspaces.network import dns_servers
 
 USER = "1000:1000"
+# Read-only Jupyter configuration for every workspace (platform/sde/hub/jupyter-config/):
+# no /files/ handler, no JupyterLab download commands.
+JUPYTER_CONFIG = Path(__file__).resolve().parents[1] / "hub" / "jupyter-config"
+JUPYTER_CONFIG_MOUNT = "/opt/sde/jupyter-config"
 HOME = "/home/researcher"
 WORK_DIR = "/home/researcher/work"
 DATA_DIR = "/data"

@@ -1,0 +1,5 @@
+import sys
+
+from sde.warmstart import main
+
+sys.exit(main())
