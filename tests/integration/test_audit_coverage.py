@@ -40,8 +40,8 @@ def _import_every_sde_module() -> list[str]:
         # <component>/sde/pkg/mod.py -> sde.pkg.mod
         module = ".".join(path.relative_to(root).parts[1:]).removesuffix(".py")
         module = module.removesuffix(".__init__")
-        if ".migrations" in module or module.endswith("jupyterhub_config"):
-            continue
+        if ".migrations" in module or module.endswith(("jupyterhub_config", ".__main__")):
+            continue  # run by tools, not imported
         if "jupyter-config" in module:
             continue
         importlib.import_module(module)

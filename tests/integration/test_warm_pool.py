@@ -129,7 +129,7 @@ def test_warm_pool_spawn_claims_ready_container_and_serves_project_data(site):
             assert container.id == ready.id  # the pool's container, renamed
             assert spawn_events(site, "wendy")[-1]["details"]["warm"] is True
             assert query_counts(c, server) == expected_counts(site, PROJECT)
-            code, out = run(
+            _, out = run(
                 container,
                 "touch /data/x 2>&1; echo notes > /home/researcher/work/notes.txt && "
                 "stat -c %U /home/researcher/work/notes.txt; stat -c %a /run/sde/claim.json",
@@ -213,6 +213,20 @@ def wait_gone(site: HubSite, username: str, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"workspace of {username} still there after {timeout} s")
+
+
+def test_warmstart_preloads_every_enabled_server_extension(workspace_image):
+    out = docker.from_env().containers.run(
+        workspace_image,
+        ["python3", "-c", "import json, sde.warmstart as w; print(json.dumps(w.preload()))"],
+        remove=True,
+        stderr=True,
+        network_disabled=True,
+    )
+    text = out.decode()
+    assert "not preloaded" not in text, text
+    loaded = json.loads(text.strip().splitlines()[-1])
+    assert {"jupyterlab", "jupyter_server_terminals", "notebook_shim"} <= set(loaded), loaded
 
 
 def test_warm_pool_off_spawns_cold_and_keeps_no_pool(workspace_image, tmp_path_factory):
