@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,6 +102,19 @@ def test_warm_pool_container_holds_no_data_token_or_server(site):
     lines = out.split()
     # Three empty directory listings (headers only), no JupyterHub variable, port closed.
     assert lines == ["/data:", "/home/researcher/work:", "/run/sde:", "0", "111"], out
+
+
+def test_warm_pool_status_command_shows_ready_container(site):
+    (container,) = ready_pool(site)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("sde")), "workspaces", "pool", "status", "--json"],
+        env={**os.environ, **site.env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    info = json.loads(out)
+    assert info["size"] == 1 and info["ready"] == [container.name] and info["warming"] == []
 
 
 def test_warm_pool_container_is_hardened_like_a_workspace(site):

@@ -7,7 +7,9 @@ import json
 import typer
 
 app = typer.Typer(
-    name="workspaces", help="Researcher workspaces: network isolation.", no_args_is_help=True
+    name="workspaces",
+    help="Researcher workspaces: network isolation and the warm pool.",
+    no_args_is_help=True,
 )
 network_app = typer.Typer(
     name="network",
@@ -15,6 +17,12 @@ network_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(network_app)
+pool_app = typer.Typer(
+    name="pool",
+    help="The warm pool: workspace containers started ahead, empty, for spawns to claim.",
+    no_args_is_help=True,
+)
+app.add_typer(pool_app)
 
 
 def register(root: typer.Typer) -> None:
@@ -62,3 +70,20 @@ def status(
         return
     for key, value in info.items():
         typer.echo(f"{key}: {value}")
+
+
+@pool_app.command("status")
+def pool_status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the pool's ready and warming containers and the workspaces claimed from it."""
+    from sde.cli.context import settings
+    from sde.workspaces.pool import status
+
+    info = status(settings())
+    if as_json:
+        print(json.dumps(info, indent=1))
+        return
+    for key, value in info.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        typer.echo(f"{key}: {shown if shown != '' else '-'}")

@@ -478,6 +478,23 @@ def serve(settings: Settings) -> None:
         log.info("pool emptied")
 
 
+def status(settings: Settings) -> dict[str, Any]:
+    """What the pool holds now: ready and warming containers, claimed workspaces, slots."""
+    client = docker_client()
+    every = client.containers.list(all=True, filters=_filters(settings))
+    unclaimed = pool_containers(client, settings)
+    ready = ready_containers(settings, unclaimed)
+    root = slots_root(settings)
+    return {
+        "size": settings.workspaces.warm_pool,
+        "image": settings.hub.image,
+        "ready": sorted(c.name for c in ready),
+        "warming": sorted(c.name for c in unclaimed if c not in ready),
+        "claimed": sorted(c.name for c in every if c not in unclaimed),
+        "slots": len(list(root.iterdir())) if root.is_dir() else 0,
+    }
+
+
 def wait_ready(settings: Settings, timeout: float = 120.0) -> None:
     """Block until the pool holds its full number of ready containers (tests, benchmark)."""
     client = docker_client()
