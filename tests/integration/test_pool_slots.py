@@ -118,3 +118,18 @@ def test_warmstart_claim_with_bad_content_is_refused(tmp_path, claim, problem):
     path.write_text(json.dumps(claim))
     with pytest.raises(SystemExit, match=problem):
         sys_warmstart.read_claim(path)
+
+
+def test_pool_slots_under_a_home_with_a_space_are_recognised(tmp_path):
+    require_service("root (mounts)", os.geteuid() == 0, "slot mounts need root")
+    home = tmp_path / "sde home"
+    home.mkdir()
+    s = load_settings(env={"SDE_HOME": str(home)})
+    pool.prepare_host(s)
+    pool.prepare_host(s)
+    try:
+        assert pool.is_mount(pool.slots_root(s))
+        assert list(pool._mounts()).count(str(pool.slots_root(s))) == 1
+    finally:
+        assert pool.teardown_host(s)
+    assert not pool.is_mount(pool.slots_root(s))

@@ -234,7 +234,11 @@ class WorkspaceSpawner(DockerSpawner):
         slot = await self._slot()
         await super().stop(now=now)
         if slot:
-            await asyncio.to_thread(pool.release, self.store.settings, slot)
+            try:
+                await asyncio.to_thread(pool.release, self.store.settings, slot)
+            except Exception:
+                # The stop itself succeeded; the pool's sweep retries the slot.
+                self.log.exception("Releasing warm-pool slot %s failed", slot)
         if self.project:
             await asyncio.to_thread(self._audit_stop, container)
 
