@@ -220,6 +220,24 @@ def test_warm_pool_two_claims_of_one_container_one_wins(site):
     assert not (pool.slots_root(site.settings) / won[0].slot).exists()
 
 
+def test_warm_pool_container_of_another_image_is_never_claimed(site):
+    (ready,) = ready_pool(site)
+    data = (site.settings.projects_dir / PROJECT / "data").resolve()
+    taken = pool.claim(
+        docker.from_env(),
+        site.settings,
+        "sha256:" + "0" * 64,  # e.g. the image was rebuilt with a security fix since
+        f"{site.settings.hub.name}-other-image",
+        data,
+        f"{site.settings.hub.name}-work-other-image",
+        {"env": {}, "argv": ["jupyterhub-singleuser"]},
+    )
+    assert taken is None
+    ready.reload()
+    assert ready.name == pool.ready_name(site.settings, ready.labels[pool.SLOT_LABEL])
+    assert not pool.slot_of(site.settings, ready.labels[pool.SLOT_LABEL]).claim_file.exists()
+
+
 def wait_gone(site: HubSite, username: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
