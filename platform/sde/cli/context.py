@@ -79,6 +79,16 @@ def show(rows: Sequence[dict[str, Any]], columns: Sequence[str], as_json: bool, 
     console.print(table)
 
 
+def show_fields(info: dict[str, Any], as_json: bool) -> None:
+    """Print one record as `key: value` lines for people, or as JSON for scripts."""
+    if as_json:
+        print(json.dumps(info, default=str, indent=1))
+        return
+    for key, value in info.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        console.print(f"{key}: {'-' if shown in ('', None) else shown}", highlight=False)
+
+
 def reset() -> None:
     """Forget cached settings (tests run several configurations in one process)."""
     settings.cache_clear()

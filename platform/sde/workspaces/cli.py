@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 app = typer.Typer(
@@ -61,15 +59,10 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the network, its isolation settings and whether the firewall is in place."""
-    from sde.cli.context import settings
+    from sde.cli.context import settings, show_fields
     from sde.workspaces.network import network_status
 
-    info = network_status(settings())
-    if as_json:
-        print(json.dumps(info, indent=1))
-        return
-    for key, value in info.items():
-        typer.echo(f"{key}: {value}")
+    show_fields(network_status(settings()), as_json)
 
 
 @pool_app.command("status")
@@ -77,13 +70,7 @@ def pool_status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the pool's ready and warming containers and the workspaces claimed from it."""
-    from sde.cli.context import settings
+    from sde.cli.context import settings, show_fields
     from sde.workspaces.pool import status
 
-    info = status(settings())
-    if as_json:
-        print(json.dumps(info, indent=1))
-        return
-    for key, value in info.items():
-        shown = ", ".join(value) if isinstance(value, list) else value
-        typer.echo(f"{key}: {shown if shown != '' else '-'}")
+    show_fields(status(settings()), as_json)
