@@ -157,7 +157,10 @@ def data_settings(tmp_path: Path, db_url: str) -> object:
 
     home = tmp_path / "sde-home"
     home.mkdir()
-    return load_settings(env={"SDE_HOME": str(home), "SDE_DATABASE_URL": db_url})
+    # No Docker engine behind these settings: tests that need one say so.
+    return load_settings(
+        env={"SDE_HOME": str(home), "SDE_DATABASE_URL": db_url, "SDE_HUB_DOCKER": "false"}
+    )
 
 
 # ---------------------------------------------------------------- docker

@@ -164,6 +164,75 @@ def test_provision_swaps_atomically_and_keeps_one_previous_build(data_settings, 
     assert first.build.name not in builds
 
 
+def test_provision_second_run_of_same_project_is_refused_while_first_runs(
+    data_settings, engine, published
+):
+    import fcntl
+
+    _grant(engine, "p1", "person.sex")
+    first = provision(data_settings, engine, "p1", ACTOR)
+    root = data_settings.projects_dir / "p1"
+    # Another run holds the project's lock (as `sde projects provision p1` would).
+    with open(root / ".provision.lock", "w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(Conflict, match="being provisioned by another run"):
+            provision(data_settings, engine, "p1", ACTOR)
+    assert [p.name for p in (root / "builds").iterdir()] == [first.build.name]
+    assert os.readlink(root / "data").endswith(first.build.name)
+    assert provision(data_settings, engine, "p1", ACTOR).build != first.build
+
+
+@pytest.mark.docker
+def test_provision_keeps_builds_mounted_by_running_workspaces(
+    data_settings, engine, published, workspace_image
+):
+    import dataclasses
+
+    import docker
+
+    from sde.workspaces import pool
+    from tests.conftest import require_service
+
+    require_service("root (mounts)", os.geteuid() == 0, "slot mounts need root")
+    settings = dataclasses.replace(
+        data_settings, hub=dataclasses.replace(data_settings.hub, docker=True)
+    )
+    builds = settings.projects_dir / "p1" / "builds"
+    _grant(engine, "p1", "person.sex")
+    client = docker.from_env()
+    pool.prepare_host(settings)
+    slot = pool.new_slot(settings)
+    container = None
+    try:
+        # A cold workspace (Docker bind mount) on the first build, a warm one (slot
+        # mount) on the second; then three more provisions.
+        cold = provision(settings, engine, "p1", ACTOR).build
+        container = client.containers.run(
+            workspace_image,
+            ["sleep", "300"],
+            detach=True,
+            network_mode="none",
+            volumes={str(cold): {"bind": "/data", "mode": "ro"}},
+        )
+        warm = provision(settings, engine, "p1", ACTOR).build
+        pool.attach(settings, slot, warm, slot.data, read_only=True)
+        for _ in range(3):
+            last = provision(settings, engine, "p1", ACTOR).build
+        kept = {p.name for p in builds.iterdir()}
+        assert {cold.name, warm.name, last.name} <= kept and len(kept) == 4
+        # Both workspaces gone: the next provision prunes their builds.
+        container.remove(force=True)
+        container = None
+        pool.release(settings, slot.name)
+        newest = provision(settings, engine, "p1", ACTOR).build
+        assert {p.name for p in builds.iterdir()} == {last.name, newest.name}
+    finally:
+        if container is not None:
+            container.remove(force=True)
+        pool.release(settings, slot.name)
+        pool.teardown_host(settings)
+
+
 def test_provision_is_audited_with_manifest_hash(data_settings, engine, published):
     from sqlalchemy import select
 

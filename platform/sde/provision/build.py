@@ -10,15 +10,19 @@ dataset) with the dataset's table and column descriptions as comments.
 
 Layout under `projects_dir/PROJECT/`: `builds/<id>/` holds complete builds; `data`
 is a symlink to the current one, replaced atomically (rename of a new symlink),
-so a reader sees the old data or the new, never a mix. The previous build is
-kept for workspaces that still have it mounted; older ones are removed.
+so a reader sees the old data or the new, never a mix. The previous build, and any
+build a running workspace has mounted, is kept; other ones are removed. One run
+per project at a time (a lock file; a second run fails at once).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -126,7 +130,38 @@ def provision(
     actor: str,
     progress: ProgressHook | None = None,
 ) -> ProvisionResult:
-    """Build PROJECT's data from its grants and swap it in; audited."""
+    """Build PROJECT's data from its grants and swap it in; audited.
+
+    One run per project at a time: a second run fails at once, before it writes
+    anything, instead of racing the first one's swap and pruning.
+    """
+    with ExitStack() as held:
+        return _provision(settings, engine, slug, actor, progress, held)
+
+
+@contextmanager
+def _exclusive(path: Path, slug: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict(
+                f"project {slug} is being provisioned by another run; try again when it ends"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _provision(
+    settings: Settings,
+    engine: Engine,
+    slug: str,
+    actor: str,
+    progress: ProgressHook | None,
+    held: ExitStack,
+) -> ProvisionResult:
     started = time.perf_counter()
     hook = progress or (lambda _l, _t: lambda _n: None)
     with transaction(engine) as session:
@@ -144,10 +179,13 @@ def provision(
         several = versions_per_dataset[spec.dataset] > 1
         spec.schema = f"{spec.dataset}_v{spec.version}" if several else spec.dataset
 
+    root = settings.projects_dir / slug
+    root.mkdir(parents=True, exist_ok=True)
+    # Held until provision() returns: build, swap and pruning of this run only.
+    held.enter_context(_exclusive(root / ".provision.lock", slug))
     secret = ps.load_or_create_secret(settings.pseudonym_key_path)
     pkey = ps.project_key(secret, slug)
     del secret
-    root = settings.projects_dir / slug
     builds = root / "builds"
     build = build_dir(builds, "build")
     try:
@@ -193,7 +231,7 @@ def provision(
     except BaseException:
         discard(final)
         raise
-    _prune(builds, keep={final.name, *previous})
+    _prune(settings, builds, keep={final.name, *previous})
     rows = {f"{d['schema']}.{t}": v["rows"] for d in datasets for t, v in d["tables"].items()}
     return ProvisionResult(
         slug,
@@ -361,7 +399,48 @@ def _swap(
     checkpoint(engine, CheckpointSigner(settings.checkpoint_key_path), settings.witness_path)
 
 
-def _prune(builds: Path, keep: set[str]) -> None:
+def _prune(settings: Settings, builds: Path, keep: set[str]) -> None:
+    in_use = builds_in_use(settings, builds)
+    if in_use is None:
+        return  # cannot tell which builds running workspaces have: keep them all
     for entry in builds.iterdir():
-        if entry.name not in keep and not entry.name.startswith("."):
+        if entry.name not in keep | in_use and not entry.name.startswith("."):
             discard(entry)
+
+
+def builds_in_use(settings: Settings, builds: Path) -> set[str] | None:
+    """Builds mounted by running workspaces (cold or warm); None when Docker cannot say.
+
+    A workspace mounts the build its project's `data` link named when it started
+    and keeps it for its life, however often the project is re-provisioned.
+    """
+    from sde.workspaces import pool
+
+    found: dict[tuple[int, int], str] = {}
+    for entry in builds.iterdir():
+        st = entry.stat()
+        found[st.st_dev, st.st_ino] = entry.name
+    used: set[str] = set()
+    # Warm workspaces: the build is bound onto their slot's data directory on the host.
+    slots = pool.slots_root(settings)
+    for slot in slots.iterdir() if slots.is_dir() else []:
+        with contextlib.suppress(OSError):
+            st = (slot / "data").stat()
+            if (st.st_dev, st.st_ino) in found:
+                used.add(found[st.st_dev, st.st_ino])
+    if not settings.hub.docker:
+        return used
+    # Cold workspaces: Docker bind mounts of a build directory.
+    try:
+        import docker
+
+        containers = docker.from_env().containers.list()
+    except Exception:
+        return None
+    prefix = str(builds.resolve()) + os.sep
+    for container in containers:
+        for mount in container.attrs.get("Mounts") or []:
+            source = str(mount.get("Source", ""))
+            if source.startswith(prefix):
+                used.add(source[len(prefix) :].split(os.sep, 1)[0])
+    return used
