@@ -133,3 +133,15 @@ def test_pool_slots_under_a_home_with_a_space_are_recognised(tmp_path):
     finally:
         assert pool.teardown_host(s)
     assert not pool.is_mount(pool.slots_root(s))
+
+
+def test_pool_slot_is_taken_by_exactly_one_of_many_concurrent_claims(settings):
+    import concurrent.futures
+
+    slot = pool.new_slot(settings)
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(lambda _: pool.take(slot), range(32)))
+    assert results.count(True) == 1
+    pool.release(settings, slot.name)
+    assert not slot.path.exists()
+    assert pool.take(slot) is False  # a released slot cannot be taken

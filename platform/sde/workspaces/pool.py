@@ -11,8 +11,9 @@ every workspace, no token, and for /data and the work directory two empty
 directories of its own *slot* on the host, bound with `rslave` propagation. A
 spawn claims one (`claim`):
 
-1. renames it to the workspace's container name: Docker renames atomically, so
-   of two claims of one container exactly one wins;
+1. marks its slot taken (`take`: one file created exclusively, so of any number
+   of claims of one container exactly one wins) and renames it to the
+   workspace's container name;
 2. mounts the project's data (read-only, nosuid, nodev) and the person's work
    volume onto the slot's directories on the host; propagation makes them
    appear at /data and /home/researcher/work inside the running container,
@@ -158,6 +159,10 @@ class Slot:
     def claim_file(self) -> Path:
         return self.ctl / CLAIM_NAME
 
+    @property
+    def taken(self) -> Path:
+        return self.path / "taken"
+
 
 def slot_of(settings: Settings, name: str) -> Slot:
     if not name.isalnum():
@@ -175,7 +180,7 @@ def new_slot(settings: Settings) -> Slot:
 def attach(settings: Settings, slot: Slot, source: Path, target: Path, read_only: bool) -> None:
     """Bind `source` onto the slot directory `target`, flags set before it propagates."""
     stage = staging_root(settings) / f"{slot.name}-{target.name}"
-    stage.mkdir(exist_ok=True)
+    stage.mkdir()  # exists only while one attach (of the slot's one claimer) runs
     try:
         flags = "ro,nosuid,nodev" if read_only else "nosuid,nodev"
         _run("mount", "--bind", "-o", flags, str(source), str(stage))
@@ -186,6 +191,22 @@ def attach(settings: Settings, slot: Slot, source: Path, target: Path, read_only
             raise
     finally:
         stage.rmdir()
+
+
+def take(slot: Slot) -> bool:
+    """Mark the slot taken; True for exactly one caller, across threads and processes.
+
+    Docker's rename cannot serve: it addresses the container by id, so a second
+    rename of a renamed container succeeds too. The mark is outside every
+    directory the container sees.
+    """
+    try:
+        os.close(os.open(slot.taken, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        return False  # released meanwhile
+    return True
 
 
 def write_claim(slot: Slot, claim: dict[str, Any], uid: int, gid: int) -> None:
@@ -218,7 +239,7 @@ def release(settings: Settings, name: str) -> None:
                 # only a mount that is still there is a failure.
                 if is_mount(target):
                     raise
-    for leftover in (slot.claim_file, slot.ctl / f".{CLAIM_NAME}.tmp"):
+    for leftover in (slot.claim_file, slot.ctl / f".{CLAIM_NAME}.tmp", slot.taken):
         leftover.unlink(missing_ok=True)
     for path in (slot.data, slot.work, slot.ctl, slot.path):
         with contextlib.suppress(FileNotFoundError):
@@ -367,11 +388,14 @@ def claim(
         if c.name.startswith(f"{settings.hub.name}-pool-") and c.attrs.get("Image") == image_id
     ]
     for container in candidates:
+        slot = slot_of(settings, container.labels[SLOT_LABEL])
+        if not take(slot):
+            continue  # taken by another spawn
         try:
             container.rename(container_name)
         except docker.errors.APIError:
-            continue  # taken by another spawn, or gone
-        slot = slot_of(settings, container.labels[SLOT_LABEL])
+            remove_container(client, settings, container)  # gone meanwhile
+            continue
         try:
             attach(settings, slot, data_dir, slot.data, read_only=True)
             attach(settings, slot, work_volume_path(client, work_volume), slot.work, False)
@@ -398,7 +422,11 @@ def _is_ready(container: Any) -> bool:
 def fill_once(client: Any, settings: Settings, image_id: str, image: str, now: float) -> str:
     """One step of keeping the pool full; returns what it did (for the log and tests)."""
     size = settings.workspaces.warm_pool
-    pool = pool_containers(client, settings)
+    pool = [
+        c
+        for c in pool_containers(client, settings)
+        if not slot_of(settings, c.labels[SLOT_LABEL]).taken.exists()
+    ]
     for container in pool:
         outdated = container.attrs.get("Image") != image_id
         if outdated or container.status not in ("created", "running"):
