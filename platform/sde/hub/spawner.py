@@ -156,9 +156,9 @@ class WorkspaceSpawner(DockerSpawner):
 
     @cached_property
     def _docker_client(self) -> Any:
-        import docker
+        from sde.workspaces.network import docker_client
 
-        return docker.from_env()
+        return docker_client()
 
     async def create_object(self) -> dict[str, Any]:
         settings = self.store.settings
