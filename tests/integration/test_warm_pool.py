@@ -220,6 +220,27 @@ def test_warm_pool_two_claims_of_one_container_one_wins(site):
     assert not (pool.slots_root(site.settings) / won[0].slot).exists()
 
 
+def test_warm_pool_container_refuses_to_serve_without_the_project_data(site, tmp_path):
+    # As if the hub's mounts did not reach the container (no mount propagation).
+    (ready,) = ready_pool(site)
+    empty = tmp_path / "not-a-build"
+    empty.mkdir()
+    logs = ready.logs(stream=True, follow=True)
+    taken = pool.claim(
+        docker.from_env(),
+        site.settings,
+        ready.attrs["Image"],
+        f"{site.settings.hub.name}-no-data",
+        empty,
+        f"{site.settings.hub.name}-work-no-data",
+        {"env": {"SDE_DATA_DIR": "/data"}, "argv": ["jupyterhub-singleuser"]},
+    )
+    assert taken is not None
+    text = b"".join(logs).decode(errors="replace")  # ends when the container exits
+    assert "not serving an empty workspace" in text, text
+    pool.release(site.settings, taken.slot)
+
+
 def test_warm_pool_container_of_another_image_is_never_claimed(site):
     (ready,) = ready_pool(site)
     data = (site.settings.projects_dir / PROJECT / "data").resolve()

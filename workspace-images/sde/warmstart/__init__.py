@@ -81,7 +81,18 @@ def read_claim(path: Path = CLAIM_FILE, poll: float = POLL_SECONDS) -> dict[str,
     return claim
 
 
+def check_mounts(data_dir: Path) -> None:
+    """Refuse to serve when the hub's mounts did not arrive (e.g. no mount propagation)."""
+    if not (data_dir / "project.duckdb").is_file():
+        raise SystemExit(
+            f"sde-warmstart: the project's data is not at {data_dir}: the hub's mounts did "
+            "not reach this container (mount propagation between the hub and the Docker "
+            "engine); not serving an empty workspace"
+        )
+
+
 def serve(claim: dict[str, Any]) -> int:
+    check_mounts(Path(claim["env"].get("SDE_DATA_DIR", "/data")))
     os.environ.update(claim["env"])
     os.chdir(claim.get("cwd") or os.environ.get("HOME", "/"))
     sys.argv = [str(a) for a in claim["argv"]]
