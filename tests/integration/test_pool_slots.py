@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
     require_service("root (mounts)", os.geteuid() == 0, "slot mounts need root")
     home = tmp_path / "home"
     home.mkdir()
-    s = load_settings(env={"SDE_HOME": str(home)})
+    s = load_settings(env=_env(home, tmp_path / "run"))
     pool.prepare_host(s)
     yield s
     for slot in pool.slots_root(s).iterdir():
@@ -36,9 +37,18 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
     assert pool.teardown_host(s)
 
 
+def _env(home: Path, pool_dir: Path) -> dict[str, str]:
+    # Slots of this test's own: never those of an installation running on this machine.
+    return {
+        "SDE_HOME": str(home),
+        "SDE_WORKSPACES_POOL_DIR": str(pool_dir),
+        "SDE_HUB_NAME": f"sdetest{uuid.uuid4().hex[:8]}",
+    }
+
+
 def test_pool_prepare_host_without_root_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    s = load_settings(env={"SDE_HOME": str(tmp_path)})
+    s = load_settings(env=_env(tmp_path, tmp_path / "run"))
     with pytest.raises(ConfigError, match=r"warm_pool.*root"):
         pool.prepare_host(s)
 
@@ -120,11 +130,9 @@ def test_warmstart_claim_with_bad_content_is_refused(tmp_path, claim, problem):
         sys_warmstart.read_claim(path)
 
 
-def test_pool_slots_under_a_home_with_a_space_are_recognised(tmp_path):
+def test_pool_slots_under_a_directory_with_a_space_are_recognised(tmp_path):
     require_service("root (mounts)", os.geteuid() == 0, "slot mounts need root")
-    home = tmp_path / "sde home"
-    home.mkdir()
-    s = load_settings(env={"SDE_HOME": str(home)})
+    s = load_settings(env=_env(tmp_path, tmp_path / "run dir"))
     pool.prepare_host(s)
     pool.prepare_host(s)
     try:

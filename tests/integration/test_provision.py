@@ -195,7 +195,11 @@ def test_provision_keeps_builds_mounted_by_running_workspaces(
 
     require_service("root (mounts)", os.geteuid() == 0, "slot mounts need root")
     settings = dataclasses.replace(
-        data_settings, hub=dataclasses.replace(data_settings.hub, docker=True)
+        data_settings,
+        hub=dataclasses.replace(data_settings.hub, docker=True, name="sdetestprov"),
+        workspaces=dataclasses.replace(
+            data_settings.workspaces, pool_dir=str(data_settings.home / "run")
+        ),
     )
     builds = settings.projects_dir / "p1" / "builds"
     _grant(engine, "p1", "person.sex")

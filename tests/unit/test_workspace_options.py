@@ -61,3 +61,19 @@ def test_workspace_firewall_rules_allow_only_listed_ports_on_the_gateway() -> No
 def test_workspace_firewall_refuses_a_long_bridge_name() -> None:
     with pytest.raises(firewall.FirewallError, match="longer than 15"):
         firewall.apply(firewall.Rules("a-very-long-bridge-name", "10.213.0.1", (8081,)))
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"SDE_WORKSPACES_WARM_POOL": "-1"}, r"workspaces\.warm_pool: must be 0 or more"),
+        ({"SDE_WORKSPACES_POOL_DIR": "run/sde"}, r"workspaces\.pool_dir: must be an absolute"),
+    ],
+)
+def test_warm_pool_service_bad_setting_is_a_clear_error(
+    tmp_path: Path, env: dict[str, str], problem: str
+) -> None:
+    from sde.hub.config import warm_pool_service
+
+    with pytest.raises(ConfigError, match=problem):
+        warm_pool_service(settings(tmp_path, **env))

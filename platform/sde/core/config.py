@@ -161,6 +161,12 @@ class WorkspacesSettings:
         "that a spawn takes one (about 0.3 s) instead of starting a container (about 2.5 s). "
         "Needs the hub to run as root on the Docker host; 0 turns the pool off.",
     )
+    pool_dir: str = setting(
+        "/run/sde",
+        "Host directory under which the warm pool mounts data and work volumes into its "
+        "containers (NAME/slots, NAME/slot-staging). Runtime state, kept out of SDE_HOME "
+        "so that a backup or clean-up of SDE_HOME never walks into a running workspace.",
+    )
     firewall: bool = setting(
         True,
         "Install the host firewall rules (iptables chains SDE-WS-BRIDGE) with the network. "

@@ -125,6 +125,11 @@ def warm_pool_service(settings: Settings) -> dict[str, Any]:
         raise ConfigError(
             f"workspaces.warm_pool: must be 0 or more, got {settings.workspaces.warm_pool}"
         )
+    if not os.path.isabs(settings.workspaces.pool_dir):
+        # Docker resolves bind sources against its own working directory, not ours.
+        raise ConfigError(
+            f"workspaces.pool_dir: must be an absolute path, got {settings.workspaces.pool_dir!r}"
+        )
     pool.prepare_host(settings)
     env = {k: v for k, v in os.environ.items() if k.startswith("SDE_")}
     env["SDE_HOME"] = str(settings.home)

@@ -73,12 +73,16 @@ SWEEP_EVERY_S = 30.0
 # ------------------------------------------------------------------ host mounts
 
 
+def pool_root(settings: Settings) -> Path:
+    return Path(settings.workspaces.pool_dir) / settings.hub.name
+
+
 def slots_root(settings: Settings) -> Path:
-    return settings.home / "hub" / "slots"
+    return pool_root(settings) / "slots"
 
 
 def staging_root(settings: Settings) -> Path:
-    return settings.home / "hub" / "slot-staging"
+    return pool_root(settings) / "slot-staging"
 
 
 def _run(*cmd: str) -> None:
@@ -135,6 +139,10 @@ def teardown_host(settings: Settings) -> bool:
     for path in (root, staging):
         while is_mount(path):
             _run("umount", str(path))
+        with contextlib.suppress(FileNotFoundError):
+            path.rmdir()
+    with contextlib.suppress(FileNotFoundError, OSError):
+        pool_root(settings).rmdir()
     return True
 
 
