@@ -10,10 +10,12 @@ audited. Network and container isolation are tested with the workspace image.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +99,54 @@ print('work ok', os.getuid() != 0)
 """
     out = c.execute(server, code)
     assert "data read-only" in out and "work ok True" in out
+
+
+def _digests(root: Path) -> dict[str, int]:
+    return {
+        hashlib.sha256(f.read_bytes()).hexdigest(): f.stat().st_size
+        for f in root.rglob("*")
+        if f.is_file()
+    }
+
+
+def test_hub_spawn_other_project_data_is_not_in_the_workspace_at_all(site, alice_workspace):
+    # alice is a member of old-study too (it has ended): none of its files may be
+    # anywhere in her cohort-a workspace, under any path or name.
+    c, server = alice_workspace
+    own = _digests((site.settings.projects_dir / "cohort-a" / "data").resolve())
+    other = _digests((site.settings.projects_dir / "old-study" / "data").resolve())
+    wanted = {h: size for h, size in other.items() if h not in own}
+    assert len(wanted) >= 5, "old-study's build should have files of its own to look for"
+    code = f"""
+import hashlib, json, os
+wanted, own = {wanted!r}, {own!r}
+sizes = set(wanted.values()) | set(own.values())
+found, found_own, seen = [], [], 0
+for top, dirs, files in os.walk('/', onerror=lambda e: None):
+    if top in ('/proc', '/sys', '/dev'):
+        dirs[:] = []
+        continue
+    for name in files:
+        path = os.path.join(top, name)
+        seen += 1
+        try:
+            if os.path.islink(path) or os.path.getsize(path) not in sizes:
+                continue
+            with open(path, 'rb') as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            if digest in wanted:
+                found.append(path)
+            elif digest in own:
+                found_own.append(path)
+        except OSError:
+            pass
+print(json.dumps({{'found': found, 'found_own': found_own, 'seen': seen}}))
+"""
+    result = json.loads(c.execute(server, code, timeout=120))
+    # The same walk finds the workspace's own project's files, and only under /data.
+    assert len(result["found_own"]) >= len(own) and result["seen"] > 1000
+    assert all(p.startswith("/data/") for p in result["found_own"])
+    assert result["found"] == []
 
 
 def test_hub_spawn_files_handler_and_download_plugins_are_disabled(alice_workspace):
