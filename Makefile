@@ -34,10 +34,11 @@ demo: install images
 test: install images
 	bash infra/scripts/run-tests.sh
 
-# The researcher workspace image; BASE_IMAGE=... uses a registry's Debian image
-# instead of building one with debootstrap.
+# The researcher workspace image and the platform images of docker-compose.yml;
+# BASE_IMAGE=... uses a registry's Debian image instead of building one with debootstrap.
 images: system
 	bash workspace-images/build.sh
+	bash infra/images/build.sh
 
 lint: install
 	$(VENV)/bin/ruff check .

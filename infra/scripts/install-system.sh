@@ -14,6 +14,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 want git git
 want make make
 want dockerd docker.io
+want docker-compose docker-compose
 want iptables iptables
 want ip iproute2
 want debootstrap debootstrap

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -190,6 +191,20 @@ def test_cli_malformed_config_exit_2(tmp_path, monkeypatch, capsys):
     assert result.code == 2
     assert result.err.startswith(f"error: {tmp_path / 'sde.toml'}: not valid TOML")
     assert not (tmp_path / "sde.db").exists()
+
+
+def test_cli_config_show_hides_the_database_password(tmp_path, monkeypatch, capsys):
+    from sde.cli import context
+
+    monkeypatch.setenv("SDE_HOME", str(tmp_path))
+    monkeypatch.setenv("SDE_DATABASE_URL", "postgresql+psycopg://sde:s3cr%40t@db.example/sde")
+    context.reset()
+    result = run_sde(capsys, "config", "show")
+    context.reset()
+    assert result.code == 0
+    shown = json.loads(result.out)["database"]["url"]
+    assert shown == "postgresql+psycopg://sde:***@db.example/sde"
+    assert "s3cr" not in result.out
 
 
 def test_cli_audit_verify_exit_code_names_first_bad_seq(sde_home, capsys, db_url):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,34 @@ def test_warm_pool_service_bad_setting_is_a_clear_error(
 
     with pytest.raises(ConfigError, match=problem):
         warm_pool_service(settings(tmp_path, **env))
+
+
+def test_jupyter_config_dir_is_a_readable_copy_under_sde_home(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    old = os.umask(0o077)
+    try:
+        published = hardening.jupyter_config_dir(s)
+    finally:
+        os.umask(old)
+    assert published.is_relative_to(s.home)
+    sources = sorted(
+        p.relative_to(hardening.JUPYTER_CONFIG) for p in _files(hardening.JUPYTER_CONFIG)
+    )
+    assert sources and sorted(p.relative_to(published) for p in _files(published)) == sources
+    for rel in sources:
+        copy = published / rel
+        assert copy.read_bytes() == (hardening.JUPYTER_CONFIG / rel).read_bytes()
+        assert copy.stat().st_mode & 0o777 == 0o644
+        assert copy.parent.stat().st_mode & 0o777 == 0o755
+    # A changed copy is put back; an unchanged one is left alone.
+    tampered = published / sources[0]
+    tampered.write_text("c.ServerApp.allow_root = True\n")
+    untouched = published / sources[-1]
+    before = untouched.stat().st_mtime_ns
+    hardening.jupyter_config_dir(s)
+    assert tampered.read_bytes() == (hardening.JUPYTER_CONFIG / sources[0]).read_bytes()
+    assert untouched.stat().st_mtime_ns == before
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts]

@@ -20,6 +20,12 @@ def show() -> None:
     s = settings()
     effective: dict[str, Any] = {"home": str(s.home), "config_file": str(s.config_file or "")}
     effective.update({name: asdict(getattr(s, name)) for name in SECTIONS})
+    if s.database.url:
+        # The output ends up in tickets and chat; the password stays out of it.
+        from sqlalchemy.engine import make_url
+
+        url = make_url(s.database.url)
+        effective["database"]["url"] = url.render_as_string(hide_password=url.password is not None)
     print(json.dumps(effective, indent=1))
 
 

@@ -195,7 +195,7 @@ class WorkspaceSpawner(DockerSpawner):
         self.volumes = options["volumes"]
         self.read_only_volumes = {
             **options["read_only_volumes"],
-            str(hardening.JUPYTER_CONFIG): hardening.JUPYTER_CONFIG_MOUNT,
+            str(hardening.jupyter_config_dir(self.store.settings)): hardening.JUPYTER_CONFIG_MOUNT,
         }
         self.mem_limit = options["mem_limit"]
         self.cpu_limit = options["cpu_limit"]

@@ -19,6 +19,7 @@ arguments for tools and tests that start a workspace without the hub.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,43 @@ from sde.workspaces.network import dns_servers
 
 USER = "1000:1000"
 # Read-only Jupyter configuration for every workspace (platform/sde/hub/jupyter-config/):
-# no /files/ handler, no JupyterLab download commands.
+# no /files/ handler, no JupyterLab download commands. Mounted from a copy under
+# SDE_HOME (`jupyter_config_dir`), never from this package's folder.
 JUPYTER_CONFIG = Path(__file__).resolve().parents[1] / "hub" / "jupyter-config"
 JUPYTER_CONFIG_MOUNT = "/opt/sde/jupyter-config"
 HOME = "/home/researcher"
 WORK_DIR = "/home/researcher/work"
 DATA_DIR = "/data"
+
+
+def jupyter_config_dir(settings: Settings) -> Path:
+    """The workspaces' Jupyter configuration, published as a copy under SDE_HOME.
+
+    Docker resolves a bind source on the engine's host. SDE_HOME is at the same path
+    there whether the hub runs on the host or in a container that binds it
+    (docker-compose.yml); the installed package's folder is only in the hub's own
+    filesystem. Each file is replaced atomically and only when it differs, so hubs,
+    the warm pool and tools may publish at once.
+    """
+    target = settings.home / "workspace-config" / "jupyter"
+    for src in sorted(JUPYTER_CONFIG.rglob("*")):
+        if not src.is_file() or "__pycache__" in src.parts:
+            continue
+        dest = target / src.relative_to(JUPYTER_CONFIG)
+        data = src.read_bytes()
+        if dest.is_file() and dest.read_bytes() == data:
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Readable by the workspace's unprivileged user whatever the hub's umask.
+        folder = dest.parent
+        while folder != target.parent.parent:
+            folder.chmod(0o755)
+            folder = folder.parent
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)
+        os.replace(tmp, dest)
+    return target
 
 
 def host_config(settings: Settings | None = None) -> dict[str, Any]:

@@ -287,7 +287,10 @@ def start_container(client: Any, settings: Settings, image: str) -> Any:
         str(slot.data): {"bind": hardening.DATA_DIR, "mode": "ro,rslave"},
         str(slot.work): {"bind": hardening.WORK_DIR, "mode": "rw,rslave"},
         str(slot.ctl): {"bind": CLAIM_DIR, "mode": "ro"},
-        str(hardening.JUPYTER_CONFIG): {"bind": hardening.JUPYTER_CONFIG_MOUNT, "mode": "ro"},
+        str(hardening.jupyter_config_dir(settings)): {
+            "bind": hardening.JUPYTER_CONFIG_MOUNT,
+            "mode": "ro",
+        },
     }
     try:
         return client.containers.run(
