@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import pytest
 from sde.audit import list_events
 from sde.hub.client import HubClient
 from sde.workspaces import hardening, pool
+from sde.workspaces.network import list_containers
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
 from tests.support.registry import make_active_project, make_person
@@ -298,3 +300,29 @@ def test_warm_pool_off_spawns_cold_and_keeps_no_pool(workspace_image, tmp_path_f
             finally:
                 c.stop_workspace(PROJECT)
                 wait_gone(s, "wendy")
+
+
+def test_list_containers_skips_one_removed_while_listing(workspace_image):
+    client = docker.from_env()
+    key, value = "org.sde.test", uuid.uuid4().hex
+    made = [
+        client.containers.create(workspace_image, ["true"], labels={key: value}) for _ in range(3)
+    ]
+    going = list(made)
+    real = client.api.containers
+
+    def listing(**kwargs):
+        rows = real(**kwargs)
+        going.pop(0).remove(force=True)  # as an auto_remove container exiting right then
+        return rows
+
+    client.api.containers = listing
+    try:
+        filters = {"label": f"{key}={value}"}
+        with pytest.raises(docker.errors.NotFound):  # docker-py's own listing
+            client.containers.list(all=True, filters=filters)
+        found = list_containers(client, all=True, filters=filters)
+        assert [c.id for c in found] == [made[2].id]
+    finally:
+        client.api.containers = real
+        made[2].remove(force=True)

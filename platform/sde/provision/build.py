@@ -434,7 +434,10 @@ def builds_in_use(settings: Settings, builds: Path) -> set[str] | None:
     try:
         import docker
 
-        containers = docker.from_env().containers.list()
+        from sde.workspaces.network import list_containers
+
+        client = docker.from_env()
+        containers = list_containers(client)
     except Exception:
         return None
     prefix = str(builds.resolve()) + os.sep

@@ -76,6 +76,26 @@ def docker_client() -> Any:
     return client
 
 
+def list_containers(
+    client: Any, all: bool = False, filters: dict[str, Any] | None = None
+) -> list[Any]:
+    """Containers matching `filters`, skipping any removed while they are listed.
+
+    docker-py's `containers.list` inspects each container after listing them and
+    raises NotFound for one that went in between; with `auto_remove` workspaces and
+    pool containers that happens whenever one exits at that moment.
+    """
+    import docker
+
+    found = []
+    for row in client.api.containers(all=all, filters=filters):
+        try:
+            found.append(client.containers.get(row["Id"]))
+        except docker.errors.NotFound:
+            continue
+    return found
+
+
 def _validate(ws: WorkspacesSettings) -> str:
     gateway = gateway_of(ws)
     if not ws.bridge or len(ws.bridge) > 15:

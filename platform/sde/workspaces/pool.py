@@ -52,7 +52,7 @@ from typing import Any
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError, SdeError
 from sde.workspaces import hardening
-from sde.workspaces.network import LABEL, docker_client
+from sde.workspaces.network import LABEL, docker_client, list_containers
 
 log = logging.getLogger("sde.workspaces.pool")
 
@@ -321,7 +321,7 @@ def pool_containers(client: Any, settings: Settings) -> list[Any]:
     prefixes = (f"{settings.hub.name}-warming-", f"{settings.hub.name}-pool-")
     return [
         c
-        for c in client.containers.list(all=True, filters=_filters(settings))
+        for c in list_containers(client, all=True, filters=_filters(settings))
         if c.name.startswith(prefixes)
     ]
 
@@ -341,7 +341,7 @@ def sweep(client: Any, settings: Settings, unclaimed: bool) -> None:
     if unclaimed:
         for container in pool_containers(client, settings):
             remove_container(client, settings, container)
-    every = client.containers.list(all=True, filters=_filters(settings))
+    every = list_containers(client, all=True, filters=_filters(settings))
     live = {c.labels.get(SLOT_LABEL) for c in every}
     root = slots_root(settings)
     for path in sorted(root.iterdir()) if root.is_dir() else []:
@@ -395,7 +395,7 @@ def claim(
 
     candidates = [
         c
-        for c in client.containers.list(filters={**_filters(settings), "status": "running"})
+        for c in list_containers(client, filters={**_filters(settings), "status": "running"})
         if c.name.startswith(f"{settings.hub.name}-pool-") and c.attrs.get("Image") == image_id
     ]
     for container in candidates:
@@ -526,7 +526,7 @@ def serve(settings: Settings) -> None:
 def status(settings: Settings) -> dict[str, Any]:
     """What the pool holds now: ready and warming containers, claimed workspaces, slots."""
     client = docker_client()
-    every = client.containers.list(all=True, filters=_filters(settings))
+    every = list_containers(client, all=True, filters=_filters(settings))
     unclaimed = pool_containers(client, settings)
     ready = ready_containers(settings, unclaimed)
     root = slots_root(settings)
