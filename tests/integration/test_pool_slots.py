@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +154,46 @@ def test_pool_slot_is_taken_by_exactly_one_of_many_concurrent_claims(settings):
     pool.release(settings, slot.name)
     assert not slot.path.exists()
     assert pool.take(slot) is False  # a released slot cannot be taken
+
+
+def _installation_containers(settings: Settings) -> list[Any]:
+    import docker
+
+    labelled = {"label": f"{pool.INSTALLATION_LABEL}={settings.hub.name}"}
+    return docker.from_env().containers.list(all=True, filters=labelled)
+
+
+def test_pool_propagation_check_passes_on_the_prepared_host(settings, workspace_image):
+    client = pool.docker_client()
+    assert pool.check_propagation(client, settings, workspace_image) is None
+    assert list(pool.slots_root(settings).iterdir()) == []
+    assert _installation_containers(settings) == []
+
+
+@pytest.mark.parametrize("when", ["before-start", "after-start"])
+def test_pool_propagation_check_reports_mounts_that_do_not_reach_containers(
+    settings, workspace_image, monkeypatch, when
+):
+    # As if the engine ran in another mount namespace: nothing propagates to it.
+    # Before the start Docker itself refuses the rslave bind; after it, the probe
+    # mount is made but never arrives.
+    root = pool.slots_root(settings)
+    attach = pool.attach
+
+    def private(*args: Any, **kwargs: Any) -> None:
+        pool._run("mount", "--make-private", str(root))
+        attach(*args, **kwargs)
+
+    if when == "before-start":
+        pool._run("mount", "--make-private", str(root))
+    else:
+        monkeypatch.setattr(pool, "attach", private)
+    try:
+        problem = pool.check_propagation(pool.docker_client(), settings, workspace_image)
+    finally:
+        pool._run("mount", "--make-rshared", str(root))
+    assert problem is not None and str(root) in problem
+    if when == "after-start":
+        assert "do not reach" in problem and "mount-unseen" in problem
+    assert list(root.iterdir()) == []
+    assert _installation_containers(settings) == []

@@ -68,6 +68,11 @@ COMMAND = ["python3", "-m", "sde.warmstart"]
 REFILL_DELAY_S = 3.0
 WARM_TIMEOUT_S = 120.0
 SWEEP_EVERY_S = 30.0
+# The probe container waits for its go file, then says whether the probe mount arrived.
+PROBE_SCRIPT = (
+    "i=0; while [ ! -e /run/sde/go ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; "
+    "if [ -e /data/probe ]; then echo mount-seen; else echo mount-unseen; fi"
+)
 
 
 # ------------------------------------------------------------------ host mounts
@@ -312,6 +317,69 @@ def start_container(client: Any, settings: Settings, image: str) -> Any:
         raise
 
 
+def check_propagation(client: Any, settings: Settings, image: str) -> str | None:
+    """None when a mount made in a slot after its container started appears inside it.
+
+    Every claim depends on that. It fails when the engine runs in another mount
+    namespace than the hub (a snap, a unit with private mounts) or the pool
+    directory is not a shared mount, and then every warm spawn would fail; checked
+    once when the pool starts, so that the pool can stay empty instead and
+    workspaces start cold. Returns the problem otherwise.
+    """
+    import docker
+
+    slot = new_slot(settings)
+    source = slot.path / "probe-source"
+    source.mkdir()
+    (source / "probe").touch()
+    container = None
+    try:
+        name = f"{settings.hub.name}-probe-{slot.name}"
+        try:
+            container = client.containers.run(
+                image,
+                ["sh", "-c", PROBE_SCRIPT],
+                name=name,
+                detach=True,
+                labels=_labels(settings, slot),
+                user=hardening.USER,
+                network_disabled=True,
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges:true"],
+                read_only=True,
+                volumes={
+                    str(slot.data): {"bind": hardening.DATA_DIR, "mode": "ro,rslave"},
+                    str(slot.ctl): {"bind": CLAIM_DIR, "mode": "ro"},
+                },
+            )
+        except docker.errors.APIError as exc:
+            # Created but refused at start (Docker checks bind propagation then).
+            with contextlib.suppress(docker.errors.NotFound):
+                client.containers.get(name).remove(force=True)
+            return f"a container bound to {slots_root(settings)} cannot start: {exc.explanation}"
+        attach(settings, slot, source, slot.data, read_only=True)
+        (slot.ctl / "go").touch()
+        container.wait(timeout=60)
+        said = container.logs().decode(errors="replace")
+        if "mount-seen" in said:
+            return None
+        return (
+            f"mounts made under {slots_root(settings)} do not reach the containers of the "
+            "Docker engine (it runs in another mount namespace, or the directory is not "
+            f"a shared mount); the probe said {said.strip()[-200:]!r}"
+        )
+    finally:
+        if container is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        (slot.ctl / "go").unlink(missing_ok=True)
+        if is_mount(slot.data):
+            _run("umount", str(slot.data))
+        (source / "probe").unlink()
+        source.rmdir()
+        release(settings, slot.name)
+
+
 def ready_containers(settings: Settings, pool: list[Any]) -> list[Any]:
     return [c for c in pool if c.name.startswith(f"{settings.hub.name}-pool-")]
 
@@ -489,12 +557,22 @@ def serve(settings: Settings) -> None:
     ready_seen = 0
     refill_at = 0.0
     last_sweep = time.monotonic()
+    checked = False
     log.info("keeping %d warm workspace(s) of %s", settings.workspaces.warm_pool, image)
     try:
         while not stopping and os.getppid() == parent:
             now = time.monotonic()
             idle = False
             try:
+                if not checked:
+                    problem = check_propagation(client, settings, image)
+                    checked = True
+                    if problem:
+                        log.error("warm pool off, workspaces start cold: %s", problem)
+                        while not stopping and os.getppid() == parent:
+                            time.sleep(1.0)
+                        break
+                    log.info("mount propagation to workspace containers: checked")
                 image_id = client.images.get(image).id
                 pool = pool_containers(client, settings)
                 ready = len(ready_containers(settings, pool))
