@@ -193,6 +193,9 @@ def test_pool_propagation_check_reports_mounts_that_do_not_reach_containers(
     finally:
         pool._run("mount", "--make-rshared", str(root))
     assert problem is not None and str(root) in problem
+    # What the filler records on finding it, and `sde workspaces pool status` shows.
+    pool._write_state(settings, {"mounts_reach_containers": False, "problem": problem})
+    assert pool.status(settings)["filler"] == f"off, workspaces start cold: {problem}"
     if when == "after-start":
         assert "do not reach" in problem and "mount-unseen" in problem
     assert list(root.iterdir()) == []

@@ -117,6 +117,7 @@ def test_warm_pool_status_command_shows_ready_container(site):
     ).stdout
     info = json.loads(out)
     assert info["size"] == 1 and info["ready"] == [container.name] and info["warming"] == []
+    assert info["filler"] == "running"  # and its mounts reach containers
 
 
 def test_warm_pool_container_is_hardened_like_a_workspace(site):

@@ -146,6 +146,7 @@ def teardown_host(settings: Settings) -> bool:
             _run("umount", str(path))
         with contextlib.suppress(FileNotFoundError):
             path.rmdir()
+    state_file(settings).unlink(missing_ok=True)
     with contextlib.suppress(FileNotFoundError, OSError):
         pool_root(settings).rmdir()
     return True
@@ -380,6 +381,18 @@ def check_propagation(client: Any, settings: Settings, image: str) -> str | None
         release(settings, slot.name)
 
 
+def state_file(settings: Settings) -> Path:
+    """What the filler found when it started (`check_propagation`), for `pool status`."""
+    return pool_root(settings) / "state.json"
+
+
+def _write_state(settings: Settings, state: dict[str, Any]) -> None:
+    path = state_file(settings)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
 def ready_containers(settings: Settings, pool: list[Any]) -> list[Any]:
     return [c for c in pool if c.name.startswith(f"{settings.hub.name}-pool-")]
 
@@ -567,6 +580,10 @@ def serve(settings: Settings) -> None:
                 if not checked:
                     problem = check_propagation(client, settings, image)
                     checked = True
+                    _write_state(
+                        settings,
+                        {"mounts_reach_containers": problem is None, "problem": problem or ""},
+                    )
                     if problem:
                         log.error("warm pool off, workspaces start cold: %s", problem)
                         while not stopping and os.getppid() == parent:
@@ -596,6 +613,7 @@ def serve(settings: Settings) -> None:
             # so that an idle pool costs next to no CPU.
             time.sleep(1.0 if idle else 0.25)
     finally:
+        state_file(settings).unlink(missing_ok=True)
         sweep(client, settings, unclaimed=True)
         teardown_host(settings)
         log.info("pool emptied")
@@ -608,7 +626,18 @@ def status(settings: Settings) -> dict[str, Any]:
     unclaimed = pool_containers(client, settings)
     ready = ready_containers(settings, unclaimed)
     root = slots_root(settings)
+    try:
+        state = json.loads(state_file(settings).read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    if not state:
+        running = "not running"
+    elif state.get("problem"):
+        running = f"off, workspaces start cold: {state['problem']}"
+    else:
+        running = "running"
     return {
+        "filler": running,
         "size": settings.workspaces.warm_pool,
         "image": settings.hub.image,
         "ready": sorted(c.name for c in ready),
