@@ -158,6 +158,9 @@ CALLS: dict[str, Callable[[Session], Any]] = {
     "workspace.spawn.refused": lambda s: hub_events.record_refusal(
         s, "bob", "p1", ["not a member of project p1"]
     ),
+    "workspace.access.lapsed": lambda s: hub_events.record_lapse(
+        s, "alice", "p1", ["project ended on 2026-01-01"]
+    ),
     "workspace.stop": lambda s: hub_events.record_stop(s, ACTOR, "alice", "p1"),
     "optout.list.load": _load_optout_list,
     "optout.exempt": lambda s: data_optout.exempt(s, ACTOR, "p1", "s251 approval"),

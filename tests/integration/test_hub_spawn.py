@@ -13,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import docker
 import pytest
 
 from sde.audit import list_events
@@ -33,10 +35,13 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def site(workspace_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
     home = tmp_path_factory.mktemp("hub-spawn") / "home"
-    s = make_site(home, docker=True, SDE_HUB_IMAGE=workspace_image)
-    for name in ("alice", "tina", "olaf"):
+    # Running workspaces re-check access every second (default 30 s).
+    s = make_site(
+        home, docker=True, SDE_HUB_IMAGE=workspace_image, SDE_WORKSPACES_ACCESS_CHECK_SECONDS="1"
+    )
+    for name in ("alice", "tina", "olaf", "lena"):
         make_person(s.engine, name)
-    make_active_project(s.engine, "cohort-a", "alice", "tina")
+    make_active_project(s.engine, "cohort-a", "alice", "tina", "lena")
     make_active_project(s.engine, "old-study", "alice")
     make_active_project(s.engine, "no-data", "alice")
     with transaction(s.engine) as ses:
@@ -50,7 +55,7 @@ def site(workspace_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         service.update_person(ses, ACTOR, "tina", training_expiry=today() - timedelta(days=1))
     provision_project(s, "cohort-a")
     provision_project(s, "old-study")
-    for name in ("alice", "tina", "olaf"):
+    for name in ("alice", "tina", "olaf", "lena"):
         s.enrol(name)
     with running(s):
         yield s
@@ -261,3 +266,29 @@ def test_hub_spawn_refused_when_project_data_is_not_provisioned(site):
         if e["target"] == "workspace:alice/no-data"
     ]
     assert events and events[-1]["details"]["reasons"] == ["project data is not provisioned"]
+
+
+def test_hub_running_workspace_stops_when_access_lapses(site, alice_workspace):
+    alice, alice_server = alice_workspace
+    with signed_in(site, "lena") as c:
+        c.start_workspace("cohort-a")
+        with transaction(site.engine) as ses:
+            service.update_person(ses, ACTOR, "lena", training_expiry=today() - timedelta(days=1))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if not c.api("GET", "/users/lena").json()["servers"].get("cohort-a"):
+                break
+            time.sleep(0.2)
+        assert not c.api("GET", "/users/lena").json()["servers"].get("cohort-a")
+    client = docker.from_env()
+    prefix = f"{site.settings.hub.name}-lena--"
+    assert not [x for x in client.containers.list(all=True) if x.name.startswith(prefix)]
+    target = "workspace:lena/cohort-a"
+    lapses = [e for e in list_events(site.engine, action="workspace.access.lapsed")]
+    assert [e["target"] for e in lapses] == [target]
+    assert any("training expired on" in r for r in lapses[0]["details"]["reasons"])
+    stops = [e for e in list_events(site.engine, action="workspace.stop") if e["target"] == target]
+    assert [e["details"].get("reason") for e in stops] == ["access lapsed"]
+    # Control: a workspace whose access holds keeps running through the same checks.
+    assert alice.api("GET", "/users/alice").json()["servers"]["cohort-a"]["ready"]
+    assert alice.execute(alice_server, "print(1+1)") == "2"

@@ -161,6 +161,12 @@ class WorkspacesSettings:
         "that a spawn takes one (about 0.3 s) instead of starting a container (about 2.5 s). "
         "Needs the hub to run as root on the Docker host; 0 turns the pool off.",
     )
+    access_check_seconds: int = setting(
+        30,
+        "Seconds between checks that a running workspace's access still holds "
+        "(accreditation, training, project dates and status, membership); a workspace "
+        "whose access has lapsed is stopped at the next check and the lapse audited.",
+    )
     pool_dir: str = setting(
         "/run/sde",
         "Host directory under which the warm pool mounts data and work volumes into its "

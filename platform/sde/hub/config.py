@@ -213,6 +213,13 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     # No Jupyter configuration from the home directory: a researcher cannot undo
     # the workspace's own settings (e.g. bring the download commands back).
     c.Spawner.disable_user_config = True
+    if settings.workspaces.access_check_seconds < 1:
+        raise ConfigError(
+            "workspaces.access_check_seconds: must be 1 or more, got "
+            f"{settings.workspaces.access_check_seconds}"
+        )
+    # Each poll also asks the registry whether access still holds (WorkspaceSpawner.poll).
+    c.Spawner.poll_interval = settings.workspaces.access_check_seconds
     c.Spawner.start_timeout = 180
     c.Spawner.http_timeout = 120
     c.WorkspaceSpawner.projects_dir = str(settings.projects_dir)

@@ -44,6 +44,18 @@ def record_refusal(session: Session, username: str, project: str, reasons: list[
     )
 
 
+@write_operation("workspace.access.lapsed")
+def record_lapse(session: Session, username: str, project: str, reasons: list[str]) -> None:
+    record(
+        session,
+        actor="sde:hub",
+        action="workspace.access.lapsed",
+        target=workspace_target(username, project),
+        project=project,
+        details={"reasons": reasons},
+    )
+
+
 @write_operation("workspace.stop")
 def record_stop(
     session: Session, actor: str, username: str, project: str, details: dict[str, Any] | None = None

@@ -3,8 +3,11 @@
 The named server's name is the project slug. At every start the registry's
 `access_decision` is asked at that moment, so a lapse (accreditation,
 training, project dates or status, membership) stops the next spawn at once;
-a refusal is shown to the person with every reason and audited. Starts and
-stops are audited too.
+a refusal is shown to the person with every reason and audited. A running
+workspace is asked again at every poll of the hub (`Spawner.poll_interval`,
+`workspaces.access_check_seconds`): once access has lapsed, the poll reports it
+stopped, the hub stops it, and the lapse is audited with its reasons. Starts
+and stops are audited too.
 
 The container gets the project's provisioned data read-only at /data, a
 persistent work volume of its own (person x project), the hardening and the
@@ -64,6 +67,7 @@ class WorkspaceSpawner(DockerSpawner):
     _data_build = ""
     _warm: pool.Claimed | None = None
     _data_dir: Path | None = None
+    _lapsed: list[str] | None = None
 
     @cached_property
     def store(self) -> Store:
@@ -91,6 +95,36 @@ class WorkspaceSpawner(DockerSpawner):
             return decision.reasons
         return []
 
+    async def poll(self) -> int | None:
+        """None while the container runs and access still holds; else an exit status."""
+        status: int | None = await super().poll()
+        if status is not None or not self.project:
+            return status
+        if self._lapsed is None:
+            reasons = await asyncio.to_thread(self._lapse_reasons)
+            if not reasons:
+                return None
+            self._lapsed = reasons
+            self.log.warning(
+                "Stopping %s: access to project %s lapsed: %s",
+                self._log_name,
+                self.project,
+                "; ".join(reasons),
+            )
+            # The hub does not stop a server whose poll says it has stopped: stop it
+            # here, then report it stopped so that the hub forgets it.
+            await self.stop(now=True)
+        return 1
+
+    def _lapse_reasons(self) -> list[str]:
+        with self.store.read() as s:
+            decision = access_decision(s, self.user.name, self.project)
+        if decision.allowed:
+            return []
+        with self.store.write() as s:
+            events.record_lapse(s, self.user.name, self.project, decision.reasons)
+        return decision.reasons
+
     def _project_data(self) -> Path:
         root = Path(self.projects_dir or self.store.settings.projects_dir)
         # `data` is a symlink swapped atomically by provisioning: mount the build it
@@ -116,6 +150,7 @@ class WorkspaceSpawner(DockerSpawner):
         self._data_build = data.name
         self._data_dir = data
         self._warm = None
+        self._lapsed = None
         self._apply(
             hardening.workspace_options(
                 data,
@@ -253,5 +288,8 @@ class WorkspaceSpawner(DockerSpawner):
         return str((info["Config"].get("Labels") or {}).get(pool.SLOT_LABEL, ""))
 
     def _audit_stop(self, container: str) -> None:
+        details: dict[str, Any] = {"container": container}
+        if self._lapsed:
+            details["reason"] = "access lapsed"
         with self.store.write() as s:
-            events.record_stop(s, "sde:hub", self.user.name, self.project, {"container": container})
+            events.record_stop(s, "sde:hub", self.user.name, self.project, details)
