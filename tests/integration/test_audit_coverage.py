@@ -154,6 +154,9 @@ CALLS: dict[str, Callable[[Session], Any]] = {
             s, "alice", "wrong password", max_failures=1, lockout_seconds=60
         ),
     ),
+    "hub.session.ended": lambda s: hub_creds.record_session_ended(
+        s, "alice", "the account is not active"
+    ),
     "workspace.spawn": lambda s: hub_events.record_spawn(s, "alice", "p1", {"image": "x"}),
     "workspace.spawn.refused": lambda s: hub_events.record_refusal(
         s, "bob", "p1", ["not a member of project p1"]

@@ -22,12 +22,15 @@ from tests.support.cli import run_sde
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.registry import ACTOR, make_person
 
-PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal")
+PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal", "sam", "dora")
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
-    s = make_site(tmp_path_factory.mktemp("hub-auth") / "home")
+    # The account is asked again every second (default: workspaces.access_check_seconds).
+    s = make_site(
+        tmp_path_factory.mktemp("hub-auth") / "home", SDE_WORKSPACES_ACCESS_CHECK_SECONDS="1"
+    )
     for name in PEOPLE:
         make_person(s.engine, name)
     with transaction(s.engine) as ses:
@@ -237,3 +240,42 @@ def test_hub_start_command_serves_the_login_page(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def _home(c: HubClient) -> str:
+    """Where /hub/home sends this browser: "home" while signed in, else the login page."""
+    r = c.http.get("/hub/home")
+    if r.status_code == 200:
+        return "home"
+    assert r.status_code == 302, r.status_code
+    return "login" if "/hub/login" in r.headers["location"] else r.headers["location"]
+
+
+@pytest.mark.parametrize("change", ["reset", "suspended"])
+def test_hub_sessions_end_when_the_account_changes(site, change):
+    name = {"reset": "sam", "suspended": "dora"}[change]
+    site.enrol(name)
+    with HubClient(site.url) as c, HubClient(site.url) as other:
+        assert c.login(name, PASSWORD, site.code(name)).ok
+        assert other.login(name, PASSWORD, site.code(name)).ok  # a second browser
+        token = c.api_token()
+        assert _home(c) == _home(other) == "home"
+        with transaction(site.engine) as ses:
+            if change == "reset":
+                from sde.hub.credentials import reset_credentials
+
+                reset_credentials(ses, ACTOR, name, "an0ther long passw0rd", "lost phone")
+            else:
+                service.set_person_status(ses, ACTOR, name, "suspended", "left the team")
+        time.sleep(1.2)
+        assert _home(c) == "login"
+        api = c.http.get("/hub/api/user", headers={"Authorization": f"token {token}"})
+        assert api.status_code == 403
+        if change == "suspended":
+            # Back again: the old sessions stay ended; a new sign-in is needed.
+            with transaction(site.engine) as ses:
+                service.set_person_status(ses, ACTOR, name, "active", "back")
+        assert _home(other) == "login"
+    ended = events(site, "hub.session.ended", f"person:{name}")
+    reason = {"reset": "reset by an operator", "suspended": "not active"}[change]
+    assert ended and reason in ended[0]["details"]["reason"]

@@ -104,6 +104,11 @@ class HubSettings:
         5, "Failed sign-ins in a row (password or code) after which an account is locked."
     )
     lockout_seconds: int = setting(900, "How long a locked account stays locked.")
+    session_hours: int = setting(
+        12,
+        "Hours a sign-in lasts before the person signs in again (the hub's cookie and "
+        "the workspaces' OAuth tokens).",
+    )
     totp_key: str = setting(
         "",
         "Path of the key that encrypts TOTP secrets at rest. Empty means "

@@ -5,6 +5,11 @@ with an identity provider replaces it by configuration
 (`c.JupyterHub.authenticator_class`), e.g. with GenericOAuthenticator for
 Keycloak; nothing else in sde depends on it.
 
+Sessions end when the account does: every `auth_refresh_age` seconds (and before
+every spawn) `refresh_user` asks the registry again, and for a person no longer
+active, or whose sign-in an operator has reset, it ends every session of that
+person at once (a new cookie id invalidates all their hub cookies) and audits it.
+
 Flow: the login form takes username, password and the 6-digit code. A person
 without a TOTP enrolment who gives the right password gets the enrolment page
 (secret, provisioning URI and QR code) and confirms with a first code; the
@@ -25,6 +30,7 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.login import LoginHandler
+from jupyterhub.utils import new_token
 from tornado import web
 from traitlets import Integer, Unicode, default
 
@@ -202,6 +208,25 @@ class SdeAuthenticator(Authenticator):
             self._fail(username, "authenticator code used twice")
             return None
         return {"name": username}
+
+    async def refresh_user(self, user: Any, handler: Any = None) -> bool:
+        problem = await asyncio.to_thread(self._session_problem, user.name)
+        if not problem:
+            return True
+        self.log.warning("Ending every session of %s: %s", user.name, problem)
+        # Every hub cookie of the person names this id: a new one ends them all, in
+        # every browser, also after the person signs in again.
+        user.orm_user.cookie_id = new_token()
+        user.db.commit()
+        return False
+
+    def _session_problem(self, username: str) -> str:
+        with self.store.read() as s:
+            problem = creds.session_problem(s, username)
+        if problem:
+            with self.store.write() as s:
+                creds.record_session_ended(s, username, problem)
+        return problem
 
     def _ticket_secret(self, handler: web.RequestHandler, ticket: str, username: str) -> str:
         raw = web.decode_signed_value(

@@ -175,6 +175,14 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 
     c.JupyterHub.authenticator_class = hub.authenticator_class or SdeAuthenticator
+    if hub.session_hours <= 0:
+        raise ConfigError(f"hub.session_hours: must be more than 0, got {hub.session_hours}")
+    c.JupyterHub.cookie_max_age_days = hub.session_hours / 24
+    # The account is asked again this often (and before every spawn); API tokens are
+    # refused too while it does not hold (SdeAuthenticator.refresh_user).
+    c.Authenticator.auth_refresh_age = settings.workspaces.access_check_seconds
+    c.Authenticator.refresh_pre_spawn = True
+    c.Authenticator.auth_refresh_strict = True
     c.Authenticator.admin_users = set()
     c.SdeAuthenticator.max_failures = hub.max_failures
     c.SdeAuthenticator.lockout_seconds = hub.lockout_seconds

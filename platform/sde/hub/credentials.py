@@ -326,6 +326,28 @@ def record_login_success(
     )
 
 
+@write_operation("hub.session.ended")
+def record_session_ended(session: Session, username: str, reason: str) -> None:
+    """Every session of `username` was ended by the hub (account or sign-in changed)."""
+    record(
+        session,
+        actor="sde:hub",
+        action="hub.session.ended",
+        target=f"person:{username}",
+        details={"reason": reason},
+    )
+
+
+def session_problem(session: Session, username: str) -> str:
+    """Why a signed-in session of `username` may not go on (empty when it may)."""
+    state = login_state(session, username)
+    if not state.active:
+        return "the account is not active"
+    if not state.enrolled:
+        return "the sign-in was reset by an operator"
+    return ""
+
+
 def _login_target(username: str) -> str:
     # The name is attacker-typed: keep it short and printable in the log.
     cleaned = re.sub(r"[^A-Za-z0-9._@-]", "?", username)[:64] or "?"
