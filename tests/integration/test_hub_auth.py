@@ -22,7 +22,7 @@ from tests.support.cli import run_sde
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.registry import ACTOR, make_person
 
-PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal", "sam", "dora")
+PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal", "sam", "dora", "otto")
 
 
 @pytest.fixture(scope="module")
@@ -279,3 +279,19 @@ def test_hub_sessions_end_when_the_account_changes(site, change):
     ended = events(site, "hub.session.ended", f"person:{name}")
     reason = {"reset": "reset by an operator", "suspended": "not active"}[change]
     assert ended and reason in ended[0]["details"]["reason"]
+
+
+def test_hub_operator_role_follows_the_registry_while_the_hub_runs(site):
+    site.enrol("otto")
+    with HubClient(site.url) as c:
+        assert c.login("otto", PASSWORD, site.code("otto")).ok
+        c.api_token()
+        assert c.api("GET", "/users").status_code == 403
+        with transaction(site.engine) as ses:
+            service.grant_role(ses, ACTOR, "otto", "operator")
+        time.sleep(1.2)
+        assert c.api("GET", "/users").status_code == 200
+        with transaction(site.engine) as ses:
+            service.revoke_role(ses, ACTOR, "otto", "operator")
+        time.sleep(1.2)
+        assert c.api("GET", "/users").status_code == 403

@@ -210,8 +210,9 @@ class SdeAuthenticator(Authenticator):
         return {"name": username}
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool:
-        problem = await asyncio.to_thread(self._session_problem, user.name)
+        problem, operator = await asyncio.to_thread(self._session_problem, user.name)
         if not problem:
+            self._sync_operator_role(user, operator)
             return True
         self.log.warning("Ending every session of %s: %s", user.name, problem)
         # Every hub cookie of the person names this id: a new one ends them all, in
@@ -220,13 +221,33 @@ class SdeAuthenticator(Authenticator):
         user.db.commit()
         return False
 
-    def _session_problem(self, username: str) -> str:
+    def _session_problem(self, username: str) -> tuple[str, bool]:
+        """Why the sessions must end (empty if not), and whether the person is an operator."""
+        from sde.registry.service import get_person
+
         with self.store.read() as s:
             problem = creds.session_problem(s, username)
+            operator = not problem and "operator" in get_person(s, username).role_names
         if problem:
             with self.store.write() as s:
                 creds.record_session_ended(s, username, problem)
-        return problem
+        return problem, operator
+
+    def _sync_operator_role(self, user: Any, operator: bool) -> None:
+        """The hub's operator role follows the registry's, not only at hub start."""
+        from jupyterhub import roles
+
+        from sde.hub.config import OPERATOR_ROLE
+
+        has = any(r.name == OPERATOR_ROLE for r in user.orm_user.roles)
+        if operator and not has:
+            self.log.info("Granting %s to %s (registry role operator)", OPERATOR_ROLE, user.name)
+            roles.grant_role(user.db, user.orm_user, OPERATOR_ROLE)
+        elif has and not operator:
+            self.log.info(
+                "Stripping %s from %s (no registry role operator)", OPERATOR_ROLE, user.name
+            )
+            roles.strip_role(user.db, user.orm_user, OPERATOR_ROLE)
 
     def _ticket_secret(self, handler: web.RequestHandler, ticket: str, username: str) -> str:
         raw = web.decode_signed_value(
