@@ -184,18 +184,24 @@ def docker_engine() -> str:
     return "unix:///var/run/docker.sock"
 
 
-@pytest.fixture(scope="session")
-def workspace_image(docker_engine: str) -> str:
-    """The researcher workspace image, built by `make images` (a no-op when current)."""
+def _build_images(what: str, script: str) -> None:
+    """Run one of `make images`' build scripts (a no-op when the images are current)."""
     result = subprocess.run(
-        ["bash", str(REPO / "workspace-images/build.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
+        ["bash", str(REPO / script)], capture_output=True, text=True, timeout=1800
     )
     require_service(
-        "workspace image",
-        result.returncode == 0,
-        f"workspace-images/build.sh failed: {result.stderr.strip()[-800:]}",
+        what, result.returncode == 0, f"{script} failed: {result.stderr.strip()[-800:]}"
     )
+
+
+@pytest.fixture(scope="session")
+def workspace_image(docker_engine: str) -> str:
+    """The researcher workspace image."""
+    _build_images("workspace image", "workspace-images/build.sh")
     return WORKSPACE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def platform_images(docker_engine: str) -> None:
+    """sde-platform and sde-postgres, the images of docker-compose.yml."""
+    _build_images("platform images", "infra/images/build.sh")

@@ -90,22 +90,6 @@ def _mounts_under(path: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def platform_images(docker_engine: str) -> None:
-    """sde-platform and sde-postgres, built by `make images` (a no-op when current)."""
-    result = subprocess.run(
-        ["bash", str(REPO / "infra/images/build.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    require_service(
-        "platform images",
-        result.returncode == 0,
-        f"infra/images/build.sh failed: {result.stderr.strip()[-800:]}",
-    )
-
-
-@pytest.fixture(scope="module")
 def deployment(
     platform_images: None, workspace_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
