@@ -22,7 +22,20 @@ from tests.support.cli import run_sde
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.registry import ACTOR, make_person
 
-PEOPLE = ("enid", "walt", "lock", "rosa", "ada", "nemo", "ivy", "opal", "sam", "dora", "otto")
+PEOPLE = (
+    "enid",
+    "walt",
+    "lock",
+    "rosa",
+    "ada",
+    "nemo",
+    "ivy",
+    "opal",
+    "sam",
+    "dora",
+    "otto",
+    "gina",
+)
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +308,23 @@ def test_hub_operator_role_follows_the_registry_while_the_hub_runs(site):
             service.revoke_role(ses, ACTOR, "otto", "operator")
         time.sleep(1.2)
         assert c.api("GET", "/users").status_code == 403
+
+
+def test_hub_dormant_session_ends_when_the_person_re_enrols_after_a_reset(site):
+    # A session nobody uses between the reset and the new sign-in (a stolen cookie,
+    # say) must not come back to life with the new credentials.
+    from sde.hub.credentials import reset_credentials
+
+    site.enrol("gina")
+    with HubClient(site.url) as dormant, HubClient(site.url) as fresh:
+        assert dormant.login("gina", PASSWORD, site.code("gina")).ok
+        assert _home(dormant) == "home"
+        with transaction(site.engine) as ses:
+            reset_credentials(ses, ACTOR, "gina", "an0ther long passw0rd", "stolen laptop")
+        again = fresh.login("gina", "an0ther long passw0rd")
+        assert again.enrolment_secret
+        code = pyotp.TOTP(again.enrolment_secret).now()
+        assert fresh.confirm_enrolment("gina", again.ticket or "", code).ok
+        assert _home(fresh) == "home"
+        assert _home(dormant) == "login"
+        assert _home(fresh) == "home", "the new session goes on"

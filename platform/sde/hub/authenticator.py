@@ -66,6 +66,15 @@ class SdeLoginHandler(LoginHandler):
         except EnrolmentRequired as need:
             await self._render_enrolment(need)
 
+    async def auth_to_user(self, authenticated: Any, user: Any = None) -> Any:
+        # The login cookie about to be set names the user's cookie id: one of the
+        # current credential generation, so that the sessions of an earlier one end.
+        user = await super().auth_to_user(authenticated, user)
+        authenticator: SdeAuthenticator = self.authenticator
+        tag = await asyncio.to_thread(authenticator.generation, user.name)
+        authenticator.ensure_generation(user, tag)
+        return user
+
     async def _render_enrolment(self, need: EnrolmentRequired) -> None:
         authenticator: SdeAuthenticator = self.authenticator
         ticket = self.create_signed_value(
@@ -210,28 +219,44 @@ class SdeAuthenticator(Authenticator):
         return {"name": username}
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool:
-        problem, operator = await asyncio.to_thread(self._session_problem, user.name)
+        cookie_id = user.orm_user.cookie_id
+        problem, tag, operator = await asyncio.to_thread(self._account, user.name, cookie_id)
         if not problem:
             self._sync_operator_role(user, operator)
             return True
         self.log.warning("Ending every session of %s: %s", user.name, problem)
-        # Every hub cookie of the person names this id: a new one ends them all, in
-        # every browser, also after the person signs in again.
-        user.orm_user.cookie_id = new_token()
-        user.db.commit()
+        self.ensure_generation(user, tag, rotate=True)
         return False
 
-    def _session_problem(self, username: str) -> tuple[str, bool]:
-        """Why the sessions must end (empty if not), and whether the person is an operator."""
+    def generation(self, username: str) -> str:
+        with self.store.read() as s:
+            return creds.generation(s, username)
+
+    def ensure_generation(self, user: Any, tag: str, rotate: bool = False) -> None:
+        """Give the user a cookie id of credential generation `tag` (a new id if `rotate`).
+
+        Every hub cookie of the person names this id: a new one ends them all, in
+        every browser; one that ends in an earlier generation marks sessions begun
+        before the password was last set or reset.
+        """
+        if rotate or not user.orm_user.cookie_id.endswith(f".{tag}"):
+            user.orm_user.cookie_id = f"{new_token()}.{tag}"
+            user.db.commit()
+
+    def _account(self, username: str, cookie_id: str) -> tuple[str, str, bool]:
+        """Why the sessions must end (empty if not), the credential generation, operator?"""
         from sde.registry.service import get_person
 
         with self.store.read() as s:
             problem = creds.session_problem(s, username)
+            tag = creds.generation(s, username)
+            if not problem and not cookie_id.endswith(f".{tag}"):
+                problem = "the password was set or reset since these sessions began"
             operator = not problem and "operator" in get_person(s, username).role_names
         if problem:
             with self.store.write() as s:
                 creds.record_session_ended(s, username, problem)
-        return problem, operator
+        return problem, tag, operator
 
     def _sync_operator_role(self, user: Any, operator: bool) -> None:
         """The hub's operator role follows the registry's, not only at hub start."""

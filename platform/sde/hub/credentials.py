@@ -9,6 +9,7 @@ attempt, records an audit event in the caller's transaction.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import os
 import re
@@ -346,6 +347,18 @@ def session_problem(session: Session, username: str) -> str:
     if not state.enrolled:
         return "the sign-in was reset by an operator"
     return ""
+
+
+def generation(session: Session, username: str) -> str:
+    """A short tag that changes whenever the person's password is set or reset.
+
+    The hub ends the sessions begun under another generation (SdeAuthenticator),
+    also when the person has signed in again meanwhile.
+    """
+    cred = credential_of(session, username)
+    stamp = _aware(cred.password_set_at) if cred is not None else None
+    raw = stamp.isoformat() if stamp is not None else "none"
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
 def _login_target(username: str) -> str:
