@@ -84,10 +84,10 @@ def test_jupyter_config_dir_is_a_readable_copy_under_sde_home(tmp_path: Path) ->
     s = settings(tmp_path)
     old = os.umask(0o077)
     try:
-        published = hardening.jupyter_config_dir(s)
+        published = hardening.publish_jupyter_config(s)
     finally:
         os.umask(old)
-    assert published.is_relative_to(s.home)
+    assert published == hardening.jupyter_config_dir(s) and published.is_relative_to(s.home)
     sources = sorted(
         p.relative_to(hardening.JUPYTER_CONFIG) for p in _files(hardening.JUPYTER_CONFIG)
     )
@@ -102,7 +102,7 @@ def test_jupyter_config_dir_is_a_readable_copy_under_sde_home(tmp_path: Path) ->
     tampered.write_text("c.ServerApp.allow_root = True\n")
     untouched = published / sources[-1]
     before = untouched.stat().st_mtime_ns
-    hardening.jupyter_config_dir(s)
+    hardening.publish_jupyter_config(s)
     assert tampered.read_bytes() == (hardening.JUPYTER_CONFIG / sources[0]).read_bytes()
     assert untouched.stat().st_mtime_ns == before
 

@@ -150,6 +150,9 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     settings = settings or load_settings()
     store = Store(settings)
     store.ensure_schema()
+    from sde.workspaces.hardening import publish_jupyter_config
+
+    publish_jupyter_config(settings)
     state = hub_dir(settings)
     hub = settings.hub
 

@@ -30,7 +30,7 @@ from sde.workspaces.network import dns_servers
 USER = "1000:1000"
 # Read-only Jupyter configuration for every workspace (platform/sde/hub/jupyter-config/):
 # no /files/ handler, no JupyterLab download commands. Mounted from a copy under
-# SDE_HOME (`jupyter_config_dir`), never from this package's folder.
+# SDE_HOME (`publish_jupyter_config`), never from this package's folder.
 JUPYTER_CONFIG = Path(__file__).resolve().parents[1] / "hub" / "jupyter-config"
 JUPYTER_CONFIG_MOUNT = "/opt/sde/jupyter-config"
 HOME = "/home/researcher"
@@ -39,7 +39,14 @@ DATA_DIR = "/data"
 
 
 def jupyter_config_dir(settings: Settings) -> Path:
-    """The workspaces' Jupyter configuration, published as a copy under SDE_HOME.
+    """Where `publish_jupyter_config` puts the workspaces' Jupyter configuration."""
+    return settings.home / "workspace-config" / "jupyter"
+
+
+def publish_jupyter_config(settings: Settings) -> Path:
+    """Publish the workspaces' Jupyter configuration as a copy under SDE_HOME.
+
+    Done once when the hub and the warm pool start, not at every spawn.
 
     Docker resolves a bind source on the engine's host. SDE_HOME is at the same path
     there whether the hub runs on the host or in a container that binds it
@@ -47,7 +54,7 @@ def jupyter_config_dir(settings: Settings) -> Path:
     filesystem. Each file is replaced atomically and only when it differs, so hubs,
     the warm pool and tools may publish at once.
     """
-    target = settings.home / "workspace-config" / "jupyter"
+    target = jupyter_config_dir(settings)
     for src in sorted(JUPYTER_CONFIG.rglob("*")):
         if not src.is_file() or "__pycache__" in src.parts:
             continue

@@ -555,6 +555,7 @@ def serve(settings: Settings) -> None:
         level=logging.INFO, format="[%(levelname)1.1s %(asctime)s warm-pool] %(message)s"
     )
     prepare_host(settings)
+    hardening.publish_jupyter_config(settings)
     client = docker_client()
     image = settings.hub.image
     stopping = False
