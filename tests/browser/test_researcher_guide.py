@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyotp
 import pytest
@@ -134,6 +135,8 @@ def test_researcher_guide_workspace_screenshot(docker_site, page, tmp_path):
     # The hub's progress page forwards to JupyterLab once the workspace is up.
     page.wait_for_selector(".jp-LauncherCard", timeout=180_000)
     assert "/user/alice/diabetes-outcomes/lab" in page.url
+    # The workspace is on a host of its own, not the hub's.
+    assert urlsplit(page.url).hostname != urlsplit(site.url).hostname
     shot = tmp_path / "workspace.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000

@@ -14,11 +14,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import httpx
 
 from sde.core.errors import SdeError
+from sde.hub import localhost
 
 _XSRF = re.compile(r'name="_xsrf" value="([^"]+)"')
 _TICKET = re.compile(r'name="enrol_ticket" value="([^"]+)"')
@@ -45,9 +46,15 @@ class LoginResult:
 
 
 class HubClient:
-    def __init__(self, base_url: str, timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 60.0, source: str | None = None) -> None:
+        """`source`: the local address to connect from (a second loopback address, say)."""
         self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, follow_redirects=False)
+        self.http = httpx.Client(
+            transport=localhost.transport(local_address=source),
+            base_url=self.base_url,
+            timeout=timeout,
+            follow_redirects=False,
+        )
         self.username: str | None = None
         self.token: str | None = None
 
@@ -116,7 +123,7 @@ class HubClient:
         return self.http.request(method, f"/hub/api{path}", headers=headers, **kw)
 
     def start_workspace(self, project: str, timeout: float = 180.0) -> str:
-        """Start the project's workspace and wait until it is ready; returns its URL path."""
+        """Start the project's workspace and wait until it is ready; returns its URL."""
         user = self.username
         r = self.api("POST", f"/users/{user}/servers/{quote(project)}")
         if r.status_code not in (201, 202):
@@ -124,6 +131,7 @@ class HubClient:
         return self.wait_ready(project, timeout)
 
     def wait_ready(self, project: str, timeout: float = 180.0) -> str:
+        """The workspace's own URL (on its own host) once it is ready."""
         user = self.username
         deadline = time.monotonic() + timeout
         tok = self.token or self.api_token()
@@ -140,10 +148,24 @@ class HubClient:
                     continue
                 event = json.loads(line[5:])
                 if event.get("ready"):
-                    return str(event["url"])
+                    return self.workspace_url(str(event["url"]))
                 if event.get("failed"):
                     raise HubError(500, str(event.get("message", "spawn failed")))
         raise HubError(504, f"workspace {project} not ready after {timeout:.0f} s")
+
+    def workspace_url(self, url: str) -> str:
+        """Where the hub's URL of a workspace leads: the workspace's own host.
+
+        The hub names every workspace on its own host, which redirects to the
+        workspace's (sde.hub.origins); without host names (no subdomains) the
+        URL is the workspace's already.
+        """
+        url = urljoin(self.base_url + "/", url)
+        r = self.http.get(url)
+        location = r.headers.get("location", "")
+        if r.status_code in (301, 302, 303, 307) and "://" in location:
+            return location
+        return url
 
     def stop_workspace(self, project: str) -> None:
         r = self.api("DELETE", f"/users/{self.username}/servers/{quote(project)}")
@@ -165,12 +187,19 @@ def _message(r: httpx.Response) -> str:
         return r.text[:300]
 
 
+def server_url(base_url: str, server: str) -> str:
+    """A Jupyter server's URL: `server` itself when absolute, else a path under `base_url`."""
+    return urljoin(base_url.rstrip("/") + "/", server).rstrip("/")
+
+
 def start_kernel(base_url: str, server_path: str, token: str, timeout: float = 120.0) -> str:
     """Start a kernel on a Jupyter server; returns its id."""
-    url = base_url.rstrip("/") + server_path.rstrip("/") + "/api/kernels"
+    url = server_url(base_url, server_path) + "/api/kernels"
     deadline = time.monotonic() + timeout
     while True:
-        r = httpx.post(url, headers={"Authorization": f"token {token}"}, json={}, timeout=timeout)
+        r = localhost.request(
+            "POST", url, headers={"Authorization": f"token {token}"}, json={}, timeout=timeout
+        )
         if r.status_code == 201:
             return str(r.json()["id"])
         # The proxy route can trail the ready event by a moment.
@@ -184,12 +213,9 @@ def run_in_kernel(
     base_url: str, server_path: str, token: str, code: str, timeout: float = 120.0
 ) -> str:
     """Start a kernel, execute `code` over the websocket channels, return the output text."""
-    from websockets.sync.client import connect
-
     kernel = start_kernel(base_url, server_path, token, timeout)
     ws_url = (
-        base_url.rstrip("/").replace("http", "ws", 1)
-        + server_path.rstrip("/")
+        server_url(base_url, server_path).replace("http", "ws", 1)
         + f"/api/kernels/{kernel}/channels"
     )
     msg_id = uuid.uuid4().hex
@@ -208,7 +234,7 @@ def run_in_kernel(
     }
     out: list[str] = []
     deadline = time.monotonic() + timeout
-    with connect(
+    with localhost.ws_connect(
         ws_url, additional_headers={"Authorization": f"token {token}"}, open_timeout=timeout
     ) as ws:
         ws.send(json.dumps(request))

@@ -13,7 +13,9 @@ import httpx
 
 from sde.core.config import Settings
 from sde.core.errors import SdeError
+from sde.hub import localhost
 from sde.hub.config import CONFIG_FILE, hub_dir
+from sde.hub.origins import public_url
 
 
 def hub_command() -> list[str]:
@@ -21,7 +23,8 @@ def hub_command() -> list[str]:
 
 
 def hub_url(settings: Settings) -> str:
-    return f"http://{settings.hub.ip}:{settings.hub.port}/"
+    """Where browsers open the hub (its public URL; the proxy listens on hub.ip)."""
+    return public_url(settings) + "/"
 
 
 def hub_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -71,7 +74,7 @@ class HubProcess:
             if self._proc.poll() is not None:
                 raise SdeError(f"jupyterhub exited: {self.log_tail()}")
             try:
-                if httpx.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
+                if localhost.request("GET", f"{self.url}/hub/api/", timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
