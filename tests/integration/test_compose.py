@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 
 from sde.audit import list_events
 from sde.core.config import Settings, load_settings
+from sde.hub import localhost
 from sde.hub.client import HubClient
 from tests.conftest import REPO, require_service
 from tests.support.hub import free_port, free_subnet, remove_volumes
@@ -112,7 +113,7 @@ def deployment(
         "SDE_WORKSPACES_SUBNET": free_subnet(),
     }
     pool_was_mounted = bool(_mounts_under("/run/sde"))
-    d = Deployment(env, home, f"http://127.0.0.1:{hub_port}")
+    d = Deployment(env, home, f"http://sde.localhost:{hub_port}")
     try:
         up = d.compose("up", "-d")
         assert up.returncode == 0, up.stderr[-3000:]
@@ -138,7 +139,7 @@ def _wait_for_login_page(d: Deployment, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{d.url}/hub/login", timeout=2).status_code == 200:
+            if localhost.request("GET", f"{d.url}/hub/login", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
