@@ -94,6 +94,149 @@ def test_provision_two_projects_get_different_pseudonyms(data_settings, engine, 
     )
 
 
+ALL_TABLES = [
+    f"{t}.*"
+    for t in (
+        "person",
+        "observation_period",
+        "visit_occurrence",
+        "condition_occurrence",
+        "drug_exposure",
+        "measurement",
+        "notes",
+    )
+]
+ROW_IDS = {
+    "person_id",
+    "observation_period_id",
+    "visit_occurrence_id",
+    "condition_occurrence_id",
+    "drug_exposure_id",
+    "measurement_id",
+    "note_id",
+}
+
+
+def _values(path: Path, column: str) -> list:
+    return [r[0] for r in duckdb.sql(f"SELECT \"{column}\" FROM '{path}'").fetchall()]
+
+
+def test_provision_two_projects_share_no_identifier_value(data_settings, engine, published):
+    for slug in ("p1", "p2"):
+        _grant(engine, slug, *ALL_TABLES)
+        provision(data_settings, engine, slug, ACTOR)
+    d1, d2 = (data_settings.projects_dir / s / "data" for s in ("p1", "p2"))
+    checked, linking = set(), set()
+    for table, meta in published.manifest["tables"].items():
+        for col in (c["name"] for c in meta["columns"]):
+            a = _values(d1 / "ehr" / f"{table}.parquet", col)
+            b = set(_values(d2 / "ehr" / f"{table}.parquet", col))
+            source = set(_values(published.path / meta["file"], col))
+            if col.endswith("_id") and not col.endswith("_concept_id"):
+                checked.add(col)
+                shared = {v for v in a if v is not None} & (b | source)
+                assert not shared, f"{table}.{col}: {len(shared)} values shared"
+            if len(set(a)) == len(a) and not set(a).isdisjoint(b):
+                linking.add(f"{table}.{col}")
+    assert checked == ROW_IDS
+    # The only column that still links rows 1:1 is content: scrubbed notes are the same
+    # text in both projects (docs/safe-data.md, "What re-keying does not stop").
+    assert linking == {"notes.note_text"}
+
+
+def test_provision_joins_inside_a_project_match_the_dataset(data_settings, engine, published):
+    _grant(engine, "p1", *ALL_TABLES)
+    provision(data_settings, engine, "p1", ACTOR)
+    joins = [
+        (t, "visit_occurrence", "visit_occurrence_id")
+        for t in ("condition_occurrence", "drug_exposure", "measurement")
+    ] + [
+        (t, "person", "person_id")
+        for t in ("observation_period", "visit_occurrence", "measurement", "notes")
+    ]
+    sql = "SELECT count(*) FROM {a} JOIN {b} USING ({key})"
+    for a, b, key in joins:
+        src = [f"read_parquet('{published.path / (t + '.parquet')}')" for t in (a, b)]
+        expected = duckdb.sql(sql.format(a=src[0], b=src[1], key=key)).fetchall()
+        got = _q(data_settings.projects_dir / "p1" / "data", sql.format(a=a, b=b, key=key))
+        assert got == expected and expected[0][0] > 0, (a, b, key)
+
+
+def test_provision_refuses_unmarked_id_column_and_writes_nothing(data_settings, engine, published):
+    import shutil
+
+    from sde.ingest import manifest, publish
+
+    doc = manifest.read(published.path)
+    (col,) = [
+        c for c in doc["tables"]["measurement"]["columns"] if c["name"] == "visit_occurrence_id"
+    ]
+    col.pop("identifier", None)
+    col.pop("keyspace", None)
+    doc["version"] = 2
+    build = publish.build_dir(data_settings.datasets_dir / "ehr", "build")
+    shutil.copytree(published.path, build, dirs_exist_ok=True, copy_function=shutil.copyfile)
+    os.chmod(build, 0o755)
+    os.chmod(build / "manifest.json", 0o644)
+    digest = manifest.write(build, doc)
+    publish.publish_version(
+        data_settings,
+        engine,
+        ACTOR,
+        build=build,
+        dataset="ehr",
+        version=2,
+        manifest_hash=digest,
+        tables={t: [c["name"] for c in v["columns"]] for t, v in doc["tables"].items()},
+        details={},
+        description="",
+        classification="pseudonymised",
+    )
+    _grant(engine, "p1", "person.*", "measurement.*", version=2)
+    with pytest.raises(SdeError, match=r"measurement\.visit_occurrence_id .*neither"):
+        provision(data_settings, engine, "p1", ACTOR)
+    assert not (data_settings.projects_dir / "p1").exists()
+
+
+def test_provision_workspace_manifest_has_no_operator_or_small_counts(
+    data_settings, engine, published, synthetic_source, tmp_path
+):
+    import dataclasses
+    import hashlib
+
+    from sqlalchemy import select
+
+    from sde.audit.schema import audit_events
+
+    _grant(engine, "p1", "person.sex")
+    with open(synthetic_source / "identifiers.csv", newline="") as f:
+        numbers = [r["nhs_number"] for r in list(csv.DictReader(f))[:4]]
+    listed = tmp_path / "optout.txt"
+    listed.write_text("\n".join(numbers) + "\n")
+    with transaction(engine) as s:
+        optout.load_list(s, ACTOR, data_settings, listed)
+    result = provision(data_settings, engine, "p1", ACTOR)
+    mounted = (data_settings.projects_dir / "p1" / "data" / "manifest.json").read_bytes()
+    doc = json.loads(mounted)
+    assert ACTOR.encode() not in mounted and "created_by" not in doc
+    assert doc["optout"]["removed_persons"] == {"ehr@1": "<10"}
+    assert hashlib.sha256(mounted).hexdigest() == result.manifest_hash
+    # The operator's side keeps the exact figures: the result and the audit event.
+    assert result.manifest["optout"]["removed_persons"] == {"ehr@1": 4}
+    with engine.connect() as conn:
+        bodies = [json.loads(b) for b in conn.execute(select(audit_events.c.body)).scalars()]
+    (event,) = [b for b in bodies if b["action"] == "project.provision"]
+    assert event["actor"] == ACTOR
+    assert event["details"]["optout"]["removed_persons"] == {"ehr@1": 4}
+    # At the threshold a count is no longer small: shown as it is.
+    settings = dataclasses.replace(
+        data_settings, data=dataclasses.replace(data_settings.data, small_count_threshold=4)
+    )
+    provision(settings, engine, "p1", ACTOR)
+    doc = json.loads((data_settings.projects_dir / "p1" / "data" / "manifest.json").read_bytes())
+    assert doc["optout"]["removed_persons"] == {"ehr@1": 4}
+
+
 def test_provision_project_dir_holds_no_key_material(data_settings, engine, published):
     _grant(engine, "p1", "person.*", "notes.*")
     provision(data_settings, engine, "p1", ACTOR)

@@ -83,3 +83,31 @@ def test_ingest_rules_optout_bad_file_is_refused(tmp_path, content, message):
     f.write_bytes(content)
     with pytest.raises(SdeError, match=message):
         parse_file(f, b"k" * 32)
+
+
+def test_ingest_rules_plan_marks_every_id_column_as_identifier_or_code():
+    tables = build(2025, date_shift=False, free_text="scrub")
+    marks = {(t, c.name): (c.identifier, c.keyspace) for t, o in tables.items() for c in o.columns}
+    assert marks[("person", "person_id")] == ("person", "person")
+    assert marks[("measurement", "measurement_id")] == ("row", "measurement")
+    assert marks[("condition_occurrence", "visit_occurrence_id")] == ("row", "visit_occurrence")
+    assert marks[("notes", "note_id")] == ("row", "notes")
+    assert marks[("condition_occurrence", "condition_concept_id")] == ("code", "")
+    unmarked = [k for k, (kind, _) in marks.items() if k[1].endswith("_id") and not kind]
+    assert unmarked == []
+    # Every reference names a table that publishes that row key.
+    keyspaces = {ks for kind, ks in marks.values() if kind == "row"}
+    own = {t for (t, _), (kind, ks) in marks.items() if kind == "row" and ks == t}
+    assert keyspaces == own
+
+
+def test_ingest_rules_unmarked_id_column_is_refused():
+    from dataclasses import replace
+
+    from sde.deid.rekey import UnmarkedIdentifier
+    from sde.ingest.plan import plan_table
+    from sde.synth.schema import MEASUREMENT, Column
+
+    extra = replace(MEASUREMENT, columns=(*MEASUREMENT.columns, Column("provider_id", "int64")))
+    with pytest.raises(UnmarkedIdentifier, match=r"measurement\.provider_id"):
+        plan_table(extra, 2025, date_shift=False, free_text="scrub")

@@ -6,6 +6,7 @@ import os
 import stat
 
 import duckdb
+import numpy as np
 import pytest
 
 from sde.core.errors import ConfigError, SdeError
@@ -93,3 +94,47 @@ def test_pseudonym_fingerprint_does_not_contain_the_key():
     key = b"\x01" * 32
     assert key.hex() not in ps.fingerprint(key)
     assert len(ps.fingerprint(key)) == 16
+
+
+# ------------------------------------------------------------------ row keys (sde.deid.rekey)
+
+EDGES = [0, 1, -1, 2**63 - 1, -(2**63), 123456789, -987654321]
+
+
+def test_rekey_permutation_matches_scalar_and_never_collides():
+    from sde.deid import rekey
+
+    key = ps.row_key(ps.project_key(b"r" * 32, "p1"), "ehr", "visit_occurrence")
+    ids = np.array(list(range(-1000, 200_000)) + EDGES, dtype=np.int64)
+    out = rekey.permute(key, ids)
+    assert len(np.unique(out)) == len(np.unique(ids))  # a permutation: ids never collide
+    assert [int(v) for v in out[-len(EDGES) :]] == [rekey.permute_one(key, v) for v in EDGES]
+    assert int((out[:200_000] == ids[:200_000]).sum()) == 0
+
+
+def test_rekey_sql_keeps_nulls_and_differs_between_projects_and_keyspaces():
+    from sde.deid import rekey
+
+    secret = b"r" * 32
+    p1, p2 = ps.project_key(secret, "p1"), ps.project_key(secret, "p2")
+    keys = {
+        "p1 visits": ps.row_key(p1, "ehr", "visit_occurrence"),
+        "p2 visits": ps.row_key(p2, "ehr", "visit_occurrence"),
+        "p1 notes": ps.row_key(p1, "ehr", "notes"),
+        "p1 other dataset": ps.row_key(p1, "other", "visit_occurrence"),
+    }
+    con = duckdb.connect()
+    got = {}
+    for i, (name, key) in enumerate(keys.items()):
+        rekey.register(con, f"rk{i}", key)
+        rows = con.execute(
+            f"SELECT rk{i}(CASE WHEN range % 10 = 0 THEN NULL ELSE range END) FROM range(50000)"
+        ).fetchall()
+        assert [r[0] for r in rows[:20:10]] == [None, None]
+        got[name] = {r[0] for r in rows if r[0] is not None}
+        assert got[name] == {rekey.permute_one(key, v) for v in range(50000) if v % 10}
+    con.close()
+    names = list(got)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not got[a] & got[b], (a, b)

@@ -75,6 +75,12 @@ class DataSettings:
         ["age_band", "sex", "postcode_district", "ethnicity"],
         "Columns of the person table that form the quasi-identifier set for k-anonymity.",
     )
+    small_count_threshold: int = setting(
+        10,
+        "Counts of people below this may be disclosive: what researchers see of "
+        "provisioning (the manifest.json in a workspace's /data) shows them as '<N'. The "
+        "exact figures stay in the project.provision audit event. At least 1.",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,10 @@ Key hierarchy, all derived from the secret at `settings.pseudonym_key_path`:
   HMAC(project key, dataset pseudonym), so two projects cannot link their records;
 - opt-out key = HMAC(secret, "sde/optout"): NHS numbers are only ever stored as
   HMAC(opt-out key, NHS number);
-- date-shift key = HMAC(secret, "sde/dateshift/<name>"): per-person day offsets.
+- date-shift key = HMAC(secret, "sde/dateshift/<name>"): per-person day offsets;
+- row key = HMAC(project key, "sde/rows/<dataset>/<keyspace>"): a project's own row ids
+  (sde.deid.rekey), one key per table's key space, so that the same row has unrelated
+  ids in two projects and ids of two tables are unrelated too.
 
 Pseudonyms are 63-bit non-negative integers (the first 8 bytes of the HMAC with the
 top bit cleared): they join and compress like the source ids. Callers check that a
@@ -71,6 +74,10 @@ def dataset_key(secret: bytes, dataset: str) -> bytes:
 
 def project_key(secret: bytes, slug: str) -> bytes:
     return derive(secret, f"sde/project/{slug}")
+
+
+def row_key(project_key: bytes, dataset: str, keyspace: str) -> bytes:
+    return derive(project_key, f"sde/rows/{dataset}/{keyspace}")
 
 
 def optout_key(secret: bytes) -> bytes:

@@ -365,15 +365,7 @@ class _Context:
                 "file": f"{name}.parquet",
                 "rows": rows,
                 "description": out.description,
-                "columns": [
-                    {
-                        "name": c.name,
-                        "type": c.type,
-                        "description": c.description,
-                        "treatment": c.treatment,
-                    }
-                    for c in out.columns
-                ],
+                "columns": [c.described() for c in out.columns],
             }
         for name in TABLES:
             if name not in self.plan:

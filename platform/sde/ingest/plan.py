@@ -7,7 +7,11 @@
   stops ingest (fail closed).
 - FREE_TEXT: scrubbed (or dropped with free_text="drop").
 - date columns: shifted per person when date shifting is on.
-- KEY and NONE: kept as they are.
+- KEY, REF, CODE and NONE: kept as they are.
+
+Each published column also says whether it is an identifier (`identifier`: person,
+row with its `keyspace`, or code; sde.deid.rekey): provisioning re-keys person and
+row keys per project. A published `*_id` column marked neither way stops ingest.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sde.core.errors import SdeError
+from sde.deid import rekey
 from sde.deid.generalise import AGE_BAND_TOP, AGE_BAND_WIDTH, age_band_sql, outward_code_sql
 from sde.synth.schema import POSTCODE_COLUMN, TABLES, Role, Table
 
@@ -26,6 +31,22 @@ class OutColumn:
     sql: str  # expression over the source row `t` and the person mapping `k`
     description: str
     treatment: str  # kept, pseudonymised, generalised, scrubbed, shifted, derived
+    identifier: str = ""  # person, row or code (sde.deid.rekey); "" for content
+    keyspace: str = ""  # person, or the table whose row key this is
+
+    def described(self) -> dict[str, str]:
+        """The column as a manifest lists it."""
+        entry = {
+            "name": self.name,
+            "type": self.type,
+            "description": self.description,
+            "treatment": self.treatment,
+        }
+        if self.identifier:
+            entry["identifier"] = self.identifier
+        if self.keyspace:
+            entry["keyspace"] = self.keyspace
+        return entry
 
 
 @dataclass(frozen=True)
@@ -82,21 +103,26 @@ POSTCODE_DISTRICT = OutColumn(
 
 def build(reference_year: int, date_shift: bool, free_text: str) -> dict[str, OutTable]:
     """The published form of every source table that publishes anything."""
-    rules = _quasi_rules(reference_year)
     out: dict[str, OutTable] = {}
     for table in TABLES.values():
-        published = _table(table, rules, date_shift, free_text)
+        published = plan_table(table, reference_year, date_shift, free_text)
         if published is not None:
             out[table.name] = published
     return out
 
 
-def _table(
-    table: Table,
-    rules: dict[tuple[str, str], list[OutColumn] | str],
-    date_shift: bool,
-    free_text: str,
+_MARKS = {
+    Role.KEY: rekey.ROW,
+    Role.REF: rekey.ROW,
+    Role.CODE: rekey.CODE,
+}
+
+
+def plan_table(
+    table: Table, reference_year: int, date_shift: bool, free_text: str
 ) -> OutTable | None:
+    """The published form of one source table (None when nothing of it is published)."""
+    rules = _quasi_rules(reference_year)
     cols: list[OutColumn] = []
     dropped: dict[str, str] = {}
     texts: list[str] = []
@@ -109,6 +135,8 @@ def _table(
                     "k.person_id",
                     "Pseudonymous person identifier (keyed HMAC-SHA256).",
                     "pseudonymised",
+                    rekey.PERSON,
+                    rekey.PERSON,
                 )
             )
         elif c.role is Role.DIRECT:
@@ -149,9 +177,16 @@ def _table(
                 )
             )
         else:
-            cols.append(OutColumn(c.name, DUCK[c.type], f't."{c.name}"', c.description, "kept"))
+            mark = _MARKS.get(c.role, "")
+            keyspace = (c.references or table.name) if mark == rekey.ROW else ""
+            cols.append(
+                OutColumn(
+                    c.name, DUCK[c.type], f't."{c.name}"', c.description, "kept", mark, keyspace
+                )
+            )
     if table.name == "person":
         cols.append(POSTCODE_DISTRICT)
     if all(col.treatment == "pseudonymised" for col in cols):
         return None
+    rekey.marking(table.name, [col.described() for col in cols])  # fail closed on `*_id`
     return OutTable(table.name, table.description, cols, table.person_key, texts, dropped)

@@ -2,11 +2,17 @@
 
 For each grant (project x dataset version x columns) the granted columns of the
 granted tables are copied from the dataset version into the project's own
-Parquet files, with two changes: person ids become project pseudonyms
-(HMAC(project key, dataset pseudonym); the key never leaves this process), and
-opted-out people are removed unless the project is exempt. A DuckDB file
-`project.duckdb` holds views over those files (relative paths, one schema per
-dataset) with the dataset's table and column descriptions as comments.
+Parquet files, with these changes: person ids become project pseudonyms
+(HMAC(project key, dataset pseudonym)), every row key and reference to one is
+re-keyed per project (sde.deid.rekey; a dataset with an id-like column its schema
+marks neither as identifier nor as code is refused before anything is written), and
+opted-out people are removed unless the project is exempt. Keys never leave this
+process. A DuckDB file `project.duckdb` holds views over those files (relative paths,
+one schema per dataset) with the dataset's table and column descriptions as comments.
+
+The build's `manifest.json` is what workspaces see at `/data`: it names no operator
+and shows opt-out counts below `data.small_count_threshold` as "<N". The exact
+figures and the actor are in the `project.provision` audit event and the result.
 
 Layout under `projects_dir/PROJECT/`: `builds/<id>/` holds complete builds; `data`
 is a symlink to the current one, replaced atomically (rename of a new symlink),
@@ -34,8 +40,9 @@ from sqlalchemy import Engine
 from sde.audit import CheckpointSigner, checkpoint, record
 from sde.core.config import Settings
 from sde.core.db import transaction
-from sde.core.errors import Conflict, SdeError
+from sde.core.errors import ConfigError, Conflict, SdeError
 from sde.deid import pseudonyms as ps
+from sde.deid import rekey
 from sde.ingest import manifest, optout
 from sde.ingest.pipeline import LINKAGE, PARQUET
 from sde.ingest.publish import build_dir, discard, freeze
@@ -57,6 +64,8 @@ class GrantSpec:
     manifest_hash: str
     columns: list[str]
     schema: str = ""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    marks: dict[str, dict[str, str]] = field(default_factory=dict)  # table -> column -> keyspace
 
 
 @dataclass
@@ -178,6 +187,16 @@ def _provision(
     for spec in specs:
         several = versions_per_dataset[spec.dataset] > 1
         spec.schema = f"{spec.dataset}_v{spec.version}" if several else spec.dataset
+        # Before anything is written: the manifest is the one registered, and every
+        # id-like column of every table is marked identifier or code.
+        spec.manifest = manifest.read(spec.path, spec.manifest_hash)
+        spec.marks = {
+            table: rekey.marking(table, meta["columns"])
+            for table, meta in spec.manifest["tables"].items()
+        }
+    threshold = settings.data.small_count_threshold
+    if threshold < 1:
+        raise ConfigError(f"data.small_count_threshold must be at least 1, not {threshold}")
 
     root = settings.projects_dir / slug
     root.mkdir(parents=True, exist_ok=True)
@@ -217,8 +236,11 @@ def _provision(
                 },
             },
             "pseudonyms": "HMAC-SHA256(project key, decimal dataset pseudonym), first 63 bits",
+            "row_keys": "a keyed permutation of the 64-bit integers per table's key space "
+            "(4-round Feistel, AES-256 round function; key HMAC(project key, "
+            "'sde/rows/<dataset>/<table>'))",
         }
-        manifest_hash = manifest.write(build, doc)
+        manifest_hash = manifest.write(build, workspace_copy(doc, threshold))
         freeze(build)
         final = builds / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{manifest_hash[:12]}"
         os.rename(build, final)
@@ -244,6 +266,33 @@ def _provision(
     )
 
 
+def workspace_copy(doc: dict[str, Any], threshold: int) -> dict[str, Any]:
+    """The manifest as researchers see it: no operator identity, no small counts.
+
+    A count of opted-out people below the threshold could single them out (compared
+    with a later build, or with what a researcher knows); the exact figure is for
+    operators and auditors only.
+    """
+    seen = {k: v for k, v in doc.items() if k != "created_by"}
+    removed = doc["optout"]["removed_persons"]
+    seen["optout"] = {
+        **doc["optout"],
+        "removed_persons": {
+            k: n if n >= threshold else f"<{threshold}" for k, n in removed.items()
+        },
+    }
+    return seen
+
+
+def _column_sql(column: str, keyspace: str | None, functions: dict[str, str]) -> str:
+    """A granted column as the project gets it: as is, its project pseudonym, or re-keyed."""
+    if keyspace is None:
+        return f"t.{_q(column)}"
+    if keyspace == rekey.PERSON:
+        return f"k.pid AS {_q(column)}"
+    return f"{functions[keyspace]}(t.{_q(column)}) AS {_q(column)}"
+
+
 def _materialise(
     con: duckdb.DuckDBPyConnection,
     spec: GrantSpec,
@@ -252,9 +301,8 @@ def _materialise(
     build: Path,
     hook: ProgressHook,
 ) -> dict[str, Any]:
-    source_manifest = manifest.read(spec.path, spec.manifest_hash)
-    manifest.verify_files(spec.path, source_manifest)
-    tables = source_manifest["tables"]
+    manifest.verify_files(spec.path, spec.manifest)
+    tables = spec.manifest["tables"]
     granted = expand(spec.columns, tables)
     linkage = spec.path / LINKAGE
     people = f"read_parquet({_lit(str(linkage))})"
@@ -271,15 +319,23 @@ def _materialise(
     removed = (int(total[0]) if total else 0) - (int(kept[0]) if kept else 0)
     out_dir = build / spec.schema
     out_dir.mkdir()
+    # One SQL function per row key space this grant touches, so that a table's key and
+    # every reference to it map alike (joins inside the project hold).
+    functions: dict[str, str] = {}
+    for table, cols in granted.items():
+        for c in cols:
+            keyspace = spec.marks[table].get(c)
+            if keyspace not in (None, rekey.PERSON) and keyspace not in functions:
+                functions[keyspace] = f"rekey_{len(functions)}"
+                rekey.register(con, functions[keyspace], ps.row_key(pkey, spec.dataset, keyspace))
     done: dict[str, Any] = {}
     advance = hook(f"Provisioning {spec.dataset}@{spec.version}", len(granted))
     for table, cols in granted.items():
         meta = tables[table]
-        person_key = next(
-            (c["name"] for c in meta["columns"] if c.get("treatment") == "pseudonymised"), None
-        )
+        marks = spec.marks[table]
+        person_key = next((c for c, ks in marks.items() if ks == rekey.PERSON), None)
         src = _lit(str(spec.path / meta["file"]))
-        select = ", ".join(f"k.pid AS {_q(c)}" if c == person_key else f"t.{_q(c)}" for c in cols)
+        select = ", ".join(_column_sql(c, marks.get(c), functions) for c in cols)
         if person_key:
             query = (
                 f"SELECT {select} FROM read_parquet({src}) t "
@@ -297,6 +353,8 @@ def _materialise(
         }
         advance(1)
     con.execute(f"DROP TABLE {view}")
+    for name in functions.values():
+        con.remove_function(name)
     return {
         "dataset": spec.dataset,
         "version": spec.version,

@@ -20,7 +20,15 @@ Column roles tell ingest what to do with each column:
 - `QUASI`: identifies in combination (birth year, sex, ethnicity, postcode): generalised
   and checked for k-anonymity.
 - `FREE_TEXT`: prose that may contain identifiers: scrubbed.
-- `KEY`: a row key of its own table (no person meaning); `NONE`: clinical content.
+- `KEY`: the row key of its own table; `REF`: a row key of another table (the table is
+  named by `references`), e.g. `visit_occurrence_id` in `condition_occurrence`. Both are
+  identifiers: provisioning re-keys them per project, KEY and REF alike, so joins hold.
+- `CODE`: a vocabulary code (an OMOP concept id): kept as is, researchers need it.
+- `NONE`: clinical content.
+
+Every column named like an identifier (`*_id`) is PERSON_KEY, KEY, REF or CODE (or
+DIRECT, and dropped): ingest and provisioning refuse a `*_id` column marked neither way
+(sde.deid.rekey), since an unmarked row id published as is links rows across projects.
 
 What the generator planted in free text is recorded, one JSON object per line, in
 `SOURCE/_truth/planted.jsonl` (see `PLANTED_FIELDS`). `_truth/` is not part of the
@@ -42,6 +50,8 @@ ColumnType = Literal["int64", "float64", "string", "date"]
 class Role(StrEnum):
     NONE = "none"
     KEY = "key"
+    REF = "ref"
+    CODE = "code"
     PERSON_KEY = "person_key"
     DIRECT = "direct"
     QUASI = "quasi"
@@ -55,6 +65,7 @@ class Column:
     nullable: bool = False
     role: Role = Role.NONE
     description: str = ""
+    references: str = ""  # REF: the table whose row key this column holds
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 }
 
 _PK = Role.PERSON_KEY
+_CODE = Role.CODE
 
 
 def _c(
@@ -133,11 +145,19 @@ def _c(
     return Column(name, type_, nullable, role, doc)
 
 
+def _key(name: str, table: str) -> Column:
+    return Column(name, "int64", False, Role.KEY, f"Row key of {table}.")
+
+
+def _ref(name: str, table: str, nullable: bool = False) -> Column:
+    return Column(name, "int64", nullable, Role.REF, f"Row key of {table} (joins to it).", table)
+
+
 PERSON = Table(
     "person",
     (
         _c("person_id", "int64", role=_PK, doc="Source person identifier."),
-        _c("gender_concept_id", "int64", doc="OMOP gender: 8507 male, 8532 female."),
+        _c("gender_concept_id", "int64", role=_CODE, doc="OMOP gender: 8507 male, 8532 female."),
         _c("year_of_birth", "int64", role=Role.QUASI),
         _c("month_of_birth", "int64", role=Role.QUASI),
         _c(
@@ -146,8 +166,13 @@ PERSON = Table(
             role=Role.DIRECT,
             doc="With year and month it is the full date of birth: treat as direct.",
         ),
-        _c("race_concept_id", "int64", doc="OMOP race concept (0 when not mappable)."),
-        _c("ethnicity_concept_id", "int64", doc="OMOP ethnicity concept (0: not recorded)."),
+        _c("race_concept_id", "int64", role=_CODE, doc="OMOP race concept (0 when not mappable)."),
+        _c(
+            "ethnicity_concept_id",
+            "int64",
+            role=_CODE,
+            doc="OMOP ethnicity concept (0: not recorded).",
+        ),
         _c("person_source_value", "string", role=Role.DIRECT, doc="Hospital number (MRN)."),
         _c("gender_source_value", "string", role=Role.QUASI, doc="M or F."),
         _c(
@@ -164,11 +189,11 @@ PERSON = Table(
 OBSERVATION_PERIOD = Table(
     "observation_period",
     (
-        _c("observation_period_id", "int64", role=Role.KEY),
+        _key("observation_period_id", "observation_period"),
         _c("person_id", "int64", role=_PK),
         _c("observation_period_start_date", "date"),
         _c("observation_period_end_date", "date"),
-        _c("period_type_concept_id", "int64", doc="32817: EHR."),
+        _c("period_type_concept_id", "int64", role=_CODE, doc="32817: EHR."),
     ),
     ("observation_period_id",),
     "Spans of time the person's records are complete.",
@@ -177,12 +202,17 @@ OBSERVATION_PERIOD = Table(
 VISIT_OCCURRENCE = Table(
     "visit_occurrence",
     (
-        _c("visit_occurrence_id", "int64", role=Role.KEY),
+        _key("visit_occurrence_id", "visit_occurrence"),
         _c("person_id", "int64", role=_PK),
-        _c("visit_concept_id", "int64", doc="9202 outpatient, 9201 inpatient, 9203 A&E."),
+        _c(
+            "visit_concept_id",
+            "int64",
+            role=_CODE,
+            doc="9202 outpatient, 9201 inpatient, 9203 A&E.",
+        ),
         _c("visit_start_date", "date"),
         _c("visit_end_date", "date"),
-        _c("visit_type_concept_id", "int64", doc="32817: EHR."),
+        _c("visit_type_concept_id", "int64", role=_CODE, doc="32817: EHR."),
         _c("visit_source_value", "string", doc="Source visit type label."),
     ),
     ("visit_occurrence_id",),
@@ -192,13 +222,13 @@ VISIT_OCCURRENCE = Table(
 CONDITION_OCCURRENCE = Table(
     "condition_occurrence",
     (
-        _c("condition_occurrence_id", "int64", role=Role.KEY),
+        _key("condition_occurrence_id", "condition_occurrence"),
         _c("person_id", "int64", role=_PK),
-        _c("condition_concept_id", "int64", doc="OMOP (SNOMED) standard concept."),
+        _c("condition_concept_id", "int64", role=_CODE, doc="OMOP (SNOMED) standard concept."),
         _c("condition_start_date", "date"),
         _c("condition_end_date", "date", nullable=True),
-        _c("condition_type_concept_id", "int64", doc="32817: EHR."),
-        _c("visit_occurrence_id", "int64", nullable=True),
+        _c("condition_type_concept_id", "int64", role=_CODE, doc="32817: EHR."),
+        _ref("visit_occurrence_id", "visit_occurrence", nullable=True),
         _c("condition_source_value", "string", doc="ICD-10 code as recorded."),
     ),
     ("condition_occurrence_id",),
@@ -208,15 +238,15 @@ CONDITION_OCCURRENCE = Table(
 DRUG_EXPOSURE = Table(
     "drug_exposure",
     (
-        _c("drug_exposure_id", "int64", role=Role.KEY),
+        _key("drug_exposure_id", "drug_exposure"),
         _c("person_id", "int64", role=_PK),
-        _c("drug_concept_id", "int64", doc="OMOP (RxNorm) standard concept."),
+        _c("drug_concept_id", "int64", role=_CODE, doc="OMOP (RxNorm) standard concept."),
         _c("drug_exposure_start_date", "date"),
         _c("drug_exposure_end_date", "date"),
-        _c("drug_type_concept_id", "int64", doc="32817: EHR."),
+        _c("drug_type_concept_id", "int64", role=_CODE, doc="32817: EHR."),
         _c("quantity", "float64", nullable=True),
         _c("days_supply", "int64", nullable=True),
-        _c("visit_occurrence_id", "int64", nullable=True),
+        _ref("visit_occurrence_id", "visit_occurrence", nullable=True),
         _c("drug_source_value", "string", doc="Product name as prescribed."),
     ),
     ("drug_exposure_id",),
@@ -226,16 +256,16 @@ DRUG_EXPOSURE = Table(
 MEASUREMENT = Table(
     "measurement",
     (
-        _c("measurement_id", "int64", role=Role.KEY),
+        _key("measurement_id", "measurement"),
         _c("person_id", "int64", role=_PK),
-        _c("measurement_concept_id", "int64", doc="OMOP (LOINC) standard concept."),
+        _c("measurement_concept_id", "int64", role=_CODE, doc="OMOP (LOINC) standard concept."),
         _c("measurement_date", "date"),
-        _c("measurement_type_concept_id", "int64", doc="32817: EHR."),
+        _c("measurement_type_concept_id", "int64", role=_CODE, doc="32817: EHR."),
         _c("value_as_number", "float64", nullable=True),
         _c("unit_source_value", "string", nullable=True),
         _c("range_low", "float64", nullable=True),
         _c("range_high", "float64", nullable=True),
-        _c("visit_occurrence_id", "int64", nullable=True),
+        _ref("visit_occurrence_id", "visit_occurrence", nullable=True),
         _c("measurement_source_value", "string", doc="Test name as recorded."),
     ),
     ("measurement_id",),
@@ -267,7 +297,7 @@ IDENTIFIERS = Table(
 NOTES = Table(
     "notes",
     (
-        _c("note_id", "int64", role=Role.KEY),
+        _key("note_id", "notes"),
         _c("person_id", "int64", role=_PK),
         _c("note_date", "date"),
         _c("note_text", "string", role=Role.FREE_TEXT, doc="Free-text clinical note."),
