@@ -32,6 +32,7 @@ from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
 from sde.workspaces import firewall, hardening, network
 from tests.conftest import require_service
+from tests.support import probes
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -334,6 +335,61 @@ def test_workspace_runs_unprivileged_with_limits(site: Site) -> None:
     assert host["NanoCpus"] == 500_000_000
     assert host["ReadonlyRootfs"] is True
     assert host["Privileged"] is False
+
+
+def test_workspace_seccomp_refuses_ptrace_io_uring_personality_userfaultfd(site: Site) -> None:
+    """The calls that let code reach into a process of its own uid, or into the kernel's
+    riskier corners, answer EPERM (Docker's default allows ptrace on kernels >= 4.8)."""
+    code = probes.syscall_probe("child")
+    found = probes.parse(site.containers["ws1"].exec_run(["python3", "-c", code]).output.decode())
+    assert found["same_uid"] is True
+    assert {call: found[call] for call in probes.CALLS} == dict.fromkeys(probes.CALLS, errno.EPERM)
+    # Control: under Docker's default profile the same attach succeeds.
+    control = probes.parse(
+        site.containers["ctl1"].exec_run(["python3", "-c", code], user="1000").output.decode()
+    )
+    assert control["same_uid"] is True and control["ptrace_attach"] == 0, control
+
+
+def test_workspace_swap_limit_equals_memory_limit(site: Site) -> None:
+    ws = site.containers["ws1"]
+    ws.reload()
+    host = ws.attrs["HostConfig"]
+    assert host["Memory"] == 512 * 1024 * 1024
+    assert host["MemorySwap"] == host["Memory"]
+    # What the kernel enforces, read from the container's own cgroup.
+    script = (
+        "import pathlib\n"
+        "v2 = pathlib.Path('/sys/fs/cgroup/memory.swap.max')\n"
+        "v1 = pathlib.Path('/sys/fs/cgroup/memory')\n"
+        "if v2.exists():\n"
+        "    print('v2', v2.read_text().strip())\n"
+        "else:\n"
+        "    mem = (v1 / 'memory.limit_in_bytes').read_text().strip()\n"
+        "    swap = (v1 / 'memory.memsw.limit_in_bytes').read_text().strip()\n"
+        "    print('v1', int(swap) - int(mem), mem)\n"
+    )
+    out = ws.exec_run(["python3", "-c", script]).output.decode().split()
+    if out[0] == "v2":
+        assert out == ["v2", "0"]
+    else:
+        assert out == ["v1", "0", str(512 * 1024 * 1024)]
+
+
+def test_workspace_default_route_removal_refuses_a_container_not_running(site: Site) -> None:
+    import docker
+
+    from sde.workspaces import routes
+
+    client = docker.from_env()
+    container = client.containers.create(
+        site.image, ["true"], network=site.net.name, name=f"{site.settings.workspaces.network}-nr"
+    )
+    try:
+        with pytest.raises(routes.RouteError, match="not running"):
+            routes.remove_default_route(client, container.id)
+    finally:
+        container.remove(force=True)
 
 
 def test_workspace_fork_bomb_stops_at_pids_limit(site: Site) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
-from sde.workspaces import firewall, hardening, network
+from sde.workspaces import firewall, hardening, network, seccomp
 
 
 def settings(tmp_path: Path, **env: str) -> Settings:
@@ -21,7 +22,7 @@ def test_workspace_options_harden_and_mount_data_read_only(tmp_path: Path) -> No
     options = hardening.workspace_options("/srv/p/data", "sde-work-ada-p1", s)
     host = options["extra_host_config"]
     assert host["cap_drop"] == ["ALL"]
-    assert host["security_opt"] == ["no-new-privileges:true"]
+    assert host["security_opt"] == ["no-new-privileges:true", seccomp.security_opt()]
     assert host["read_only"] is True and host["privileged"] is False
     assert host["dns"] == ["10.213.5.1"]
     assert set(host["tmpfs"]) == {"/tmp", "/home/researcher"}
@@ -33,6 +34,49 @@ def test_workspace_options_harden_and_mount_data_read_only(tmp_path: Path) -> No
     assert run["volumes"]["/srv/p/data"] == {"bind": "/data", "mode": "ro"}
     assert run["volumes"]["sde-work-ada-p1"]["mode"] == "rw"
     assert run["nano_cpus"] == 2_000_000_000
+
+
+def test_seccomp_profile_allows_none_of_the_removed_syscalls() -> None:
+    profile = seccomp.profile()
+    removed = {
+        "ptrace",
+        "process_vm_readv",
+        "process_vm_writev",
+        "io_uring_setup",
+        "io_uring_enter",
+        "io_uring_register",
+        "personality",
+        "userfaultfd",
+    }
+    assert set(seccomp.REMOVED) == removed
+    # An allowlist: whatever no rule names is refused with EPERM.
+    assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert profile["defaultErrnoRet"] == 1
+    rules = profile["syscalls"]
+    allowed = [r for r in rules if r["action"] == "SCMP_ACT_ALLOW"]
+    assert allowed and all(not removed & set(r["names"]) for r in allowed)
+    named = {n for r in rules for n in r["names"]}
+    assert not removed & named
+    # Docker's default otherwise: the everyday calls, and clone only without the
+    # namespace flags while clone3 says ENOSYS, so that glibc falls back to clone.
+    assert {"read", "openat", "mmap", "futex", "epoll_wait", "socket", "clone"} <= named
+    clone3 = [r for r in rules if r["names"] == ["clone3"]]
+    assert clone3 == [{"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]
+    (clone,) = [r for r in rules if r["names"] == ["clone"] and "includes" not in r]
+    assert clone["args"] == [{"index": 0, "value": 0x7E020000, "op": "SCMP_CMP_MASKED_EQ"}]
+    # No grant depends on a capability: adding one never widens the syscall set.
+    assert all("caps" not in r.get("includes", {}) for r in rules)
+    # Docker wants the profile inline, not a path.
+    option = seccomp.security_opt()
+    assert option.startswith("seccomp=") and json.loads(option.removeprefix("seccomp=")) == profile
+
+
+def test_workspace_options_swap_limit_equals_memory_limit(tmp_path: Path) -> None:
+    s = settings(tmp_path, SDE_HUB_MEM_LIMIT="3g")
+    options = hardening.workspace_options("/d", "v", s)
+    assert options["extra_host_config"]["memswap_limit"] == "3g" == options["mem_limit"]
+    run = hardening.run_kwargs(options)
+    assert run["memswap_limit"] == run["mem_limit"] == "3g"
 
 
 def test_workspace_options_bad_cpu_limit_is_a_clear_error(tmp_path: Path) -> None:

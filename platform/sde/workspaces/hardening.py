@@ -7,7 +7,10 @@ What a workspace gets:
   directory (lost at stop); only the work volume persists;
 - the project's data read-only at /data (the container cannot change it, the
   kernel answers EROFS);
-- limits on memory, CPU and processes (a fork bomb stops at the pids limit);
+- limits on memory (swap included: none beyond it), CPU and processes (a fork
+  bomb stops at the pids limit);
+- Docker's default seccomp profile without ptrace, process_vm_*, io_uring,
+  personality and userfaultfd (sde.workspaces.seccomp);
 - the workspace network's bridge address as its only DNS resolver (see
   sde.workspaces.network), no IPv6 and no Docker socket.
 
@@ -25,6 +28,7 @@ from typing import Any
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
+from sde.workspaces import seccomp
 from sde.workspaces.network import dns_servers
 
 USER = "1000:1000"
@@ -82,8 +86,12 @@ def host_config(settings: Settings | None = None) -> dict[str, Any]:
     scratch = f"rw,nosuid,nodev,size={ws.tmp_size}"
     return {
         "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
+        # Docker's default seccomp profile minus ptrace, io_uring and a few more
+        # (sde.workspaces.seccomp).
+        "security_opt": ["no-new-privileges:true", seccomp.security_opt()],
         "pids_limit": ws.pids_limit,
+        # Memory and swap together at the memory limit: no swap on top of it.
+        "memswap_limit": settings.hub.mem_limit,
         "read_only": True,
         "tmpfs": {
             "/tmp": scratch,
