@@ -165,6 +165,9 @@ CALLS: dict[str, Callable[[Session], Any]] = {
         s, "alice", "p1", ["project ended on 2026-01-01"]
     ),
     "workspace.stop": lambda s: hub_events.record_stop(s, ACTOR, "alice", "p1"),
+    "workspaces.firewall.repaired": lambda s: hub_events.record_firewall_repair(
+        s, "sde-ws0", ["INPUT: `-j DOCKER-USER` sits above sde's `-i sde-ws0 -j SDE-WS-sde-ws0`"]
+    ),
     "optout.list.load": _load_optout_list,
     "optout.exempt": lambda s: data_optout.exempt(s, ACTOR, "p1", "s251 approval"),
     "optout.exempt.revoke": lambda s: (

@@ -91,8 +91,9 @@ class HubSettings:
     port: int = setting(8000, "Port of the hub's public proxy.")
     api_ip: str = setting(
         "",
-        "Address the hub API binds to. Empty means the workspace network's bridge address, "
-        "so that workspaces (and only they, besides the host) reach it.",
+        "Address the hub API binds to. Empty means loopback; workspaces reach it only "
+        "through the API gate on the workspace bridge address, which forwards only what "
+        "a workspace's server needs. Never the bridge address or 0.0.0.0.",
     )
     api_port: int = setting(8081, "Port of the hub API.")
     image: str = setting("sde-workspace:latest", "Docker image of researcher workspaces.")

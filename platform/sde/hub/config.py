@@ -3,9 +3,11 @@
 `jupyterhub_config.py` beside this module calls `configure(c)`; `sde hub
 start` runs JupyterHub with it. Choices that matter for safety:
 
-- the public proxy listens on loopback (`hub.ip`, `hub.port`); the hub API
-  binds to the workspace network's bridge address, the only place besides the
-  host from which it can be reached;
+- the public proxy listens on loopback (`hub.ip`, `hub.port`), and so does the
+  hub API; workspaces reach the API through the gate on the workspace bridge
+  address (the managed service `api-gate`, sde.workspaces.gate), which forwards
+  only what a workspace's server needs, and the host firewall drops packets for
+  that address from any other interface;
 - nobody holds the `admin` role; operators get `sde-operator`, which can list
   and stop servers but holds no `access:servers` (cannot enter a workspace);
 - a workspace's own token holds only `access:servers!server` and
@@ -78,12 +80,19 @@ def workspace_network(settings: Settings) -> Any:
 
 
 def api_address(settings: Settings, net: Any) -> str:
-    """Where the hub API binds: the setting, else the workspace network's bridge address."""
-    if settings.hub.api_ip:
-        return settings.hub.api_ip
-    if net is None:
-        raise ConfigError("hub.api_ip is needed when hub.docker is false (e.g. 127.0.0.1)")
-    return str(net.gateway)
+    """Where the hub API binds: `hub.api_ip`, else loopback; never the gate's bridge address."""
+    from sde.workspaces import gate
+
+    return gate.hub_ip(settings)
+
+
+def service_env(settings: Settings) -> dict[str, str]:
+    """The environment of sde's own managed services: the hub's sde settings."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("SDE_")}
+    env["SDE_HOME"] = str(settings.home)
+    if settings.config_file is not None:
+        env["SDE_CONFIG"] = str(settings.config_file)
+    return env
 
 
 def operators(store: Store) -> list[str]:
@@ -131,14 +140,10 @@ def warm_pool_service(settings: Settings) -> dict[str, Any]:
             f"workspaces.pool_dir: must be an absolute path, got {settings.workspaces.pool_dir!r}"
         )
     pool.prepare_host(settings)
-    env = {k: v for k, v in os.environ.items() if k.startswith("SDE_")}
-    env["SDE_HOME"] = str(settings.home)
-    if settings.config_file is not None:
-        env["SDE_CONFIG"] = str(settings.config_file)
     return {
         "name": "warm-pool",
         "command": [sys.executable, "-m", "sde.workspaces.pool"],
-        "environment": env,
+        "environment": service_env(settings),
     }
 
 
@@ -215,6 +220,11 @@ def configure(c: Any, settings: Settings | None = None) -> None:
         }
     ]
 
+    if net is not None:
+        from sde.workspaces import gate
+
+        # First: the hub waits for it before it runs (and restarts it should it die).
+        c.JupyterHub.services.insert(0, gate.service(settings, service_env(settings)))
     if net is not None and settings.workspaces.warm_pool:
         c.JupyterHub.services.append(warm_pool_service(settings))
 
@@ -240,7 +250,11 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.DockerSpawner.prefix = hub.name
     c.DockerSpawner.pull_policy = "never"
     c.DockerSpawner.remove = True
-    c.DockerSpawner.hub_connect_url = f"http://{api_ip}:{hub.api_port}"
+    if net is not None:
+        from sde.workspaces import gate
+
+        # Workspaces reach the hub API only through the gate on the bridge address.
+        c.DockerSpawner.hub_connect_url = gate.gate_url(settings)
     if net is not None:
         c.DockerSpawner.network_name = net.name
         c.DockerSpawner.use_internal_ip = True

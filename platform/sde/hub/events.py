@@ -68,3 +68,14 @@ def record_stop(
         project=project,
         details=details or {},
     )
+
+
+@write_operation("workspaces.firewall.repaired")
+def record_firewall_repair(session: Session, bridge: str, problems: list[str]) -> None:
+    record(
+        session,
+        actor="sde:api-gate",
+        action="workspaces.firewall.repaired",
+        target=f"firewall:{bridge}",
+        details={"problems": problems},
+    )

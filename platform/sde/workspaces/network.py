@@ -61,6 +61,12 @@ def allowed_ports(settings: Settings) -> tuple[int, ...]:
     return (settings.hub.api_port, settings.workspaces.airlock_port)
 
 
+def firewall_rules(settings: Settings) -> firewall.Rules:
+    """The host firewall of this site's bridge (the hub, the gate and the CLI build it here)."""
+    ws = settings.workspaces
+    return firewall.Rules(ws.bridge, _validate(ws), allowed_ports(settings))
+
+
 def docker_client() -> Any:
     """A client of the local Docker engine, or a one-line error saying how to start one."""
     import docker
@@ -181,7 +187,7 @@ def ensure_network(settings: Settings | None = None) -> WorkspaceNetwork:
     _check(net, ws, gateway)
     ports = allowed_ports(settings)
     if ws.firewall:
-        firewall.apply(firewall.Rules(ws.bridge, gateway, ports))
+        firewall.apply(firewall_rules(settings))
     return WorkspaceNetwork(
         name=ws.network,
         id=net.id,
@@ -235,6 +241,16 @@ def network_status(settings: Settings | None = None) -> dict[str, Any]:
         "allowed_ports": list(allowed_ports(settings)),
         "firewall_installed": firewall.installed(ws.bridge),
     }
+    if status["firewall_installed"]:
+        # Where sde's jumps sit: they must come before Docker's chains and any site rule.
+        order = firewall.order(firewall_rules(settings))
+        status.update(
+            firewall_first=order["first"],
+            firewall_input_positions=order["INPUT"]["positions"],
+            firewall_input_rules=order["INPUT"]["of"],
+            firewall_forward_positions=order["FORWARD"]["positions"],
+            firewall_forward_rules=order["FORWARD"]["of"],
+        )
     if net is not None:
         net.reload()
         internal, icc, bridge, subnet, gateway = _describe(net)
