@@ -151,8 +151,11 @@ CALLS: dict[str, Callable[[Session], Any]] = {
     "hub.login.failure": lambda s: (
         _with_password(s),
         hub_creds.record_login_failure(
-            s, "alice", "wrong password", max_failures=1, lockout_seconds=60
+            s, "alice", "wrong password", "127.0.0.1", max_failures=1, lockout_seconds=60
         ),
+    ),
+    "hub.login.refused": lambda s: hub_creds.record_login_refused(
+        s, "alice", "10.213.0.5", "from a workspace"
     ),
     "hub.session.ended": lambda s: hub_creds.record_session_ended(
         s, "alice", "the account is not active"
@@ -165,6 +168,9 @@ CALLS: dict[str, Callable[[Session], Any]] = {
         s, "alice", "p1", ["project ended on 2026-01-01"]
     ),
     "workspace.stop": lambda s: hub_events.record_stop(s, ACTOR, "alice", "p1"),
+    "workspace.work.carried": lambda s: hub_events.record_work_carried(
+        s, "sde:hub", "alice", "p1", "sde-work-alice-p1", "sde-work-0f3a"
+    ),
     "workspaces.firewall.repaired": lambda s: hub_events.record_firewall_repair(
         s, "sde-ws0", ["INPUT: `-j DOCKER-USER` sits above sde's `-i sde-ws0 -j SDE-WS-sde-ws0`"]
     ),

@@ -2,6 +2,11 @@
 
 One hub process serves the module; each test uses its own registry people.
 No Docker needed: the hub runs with hub.docker=false (sign-in only).
+
+Sources: a client connects to the proxy from a loopback address of its own
+(127.0.0.2, ...), which the proxy appends to X-Forwarded-For, as it does for any
+client. The module's workspace subnet is 127.0.0.8/29, so that a client
+connecting from 127.0.0.10 comes, as far as the hub can tell, from a workspace.
 """
 
 from __future__ import annotations
@@ -35,14 +40,20 @@ PEOPLE = (
     "dora",
     "otto",
     "gina",
+    "kim",
+    "wes",
 )
+WORKSPACE_SUBNET = "127.0.0.8/29"
+WORKSPACE_ADDRESS = "127.0.0.10"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
     # The account is asked again every second (default: workspaces.access_check_seconds).
     s = make_site(
-        tmp_path_factory.mktemp("hub-auth") / "home", SDE_WORKSPACES_ACCESS_CHECK_SECONDS="1"
+        tmp_path_factory.mktemp("hub-auth") / "home",
+        SDE_WORKSPACES_ACCESS_CHECK_SECONDS="1",
+        SDE_WORKSPACES_SUBNET=WORKSPACE_SUBNET,
     )
     for name in PEOPLE:
         make_person(s.engine, name)
@@ -126,20 +137,72 @@ def test_hub_login_unknown_user_is_refused_and_audited(site, client):
     assert events(site, "hub.login.failure", "person:nobody-here")
 
 
-def test_hub_login_locks_after_repeated_failures_and_is_audited(site, client):
+def test_hub_login_locks_after_repeated_failures_from_one_source_only(site):
     site.enrol("lock")
-    for _ in range(2):
-        r = client.login("lock", "bad password!", "123456")
-        assert r.error == "Invalid username or password"
-    third = client.login("lock", "bad password!", "123456")
-    assert third.status == 403 and "locked" in third.error
-    # While locked, even the right password and code are refused.
-    right = client.login("lock", PASSWORD, site.code("lock"))
-    assert not right.ok and "locked" in right.error
+    with HubClient(site.url, source="127.0.0.2") as stranger:
+        for _ in range(2):
+            r = stranger.login("lock", "bad password!", "123456")
+            assert r.error == "Invalid username or password"
+        third = stranger.login("lock", "bad password!", "123456")
+        assert third.status == 403 and "locked" in third.error
+        # While locked, even the right password and code are refused from there.
+        right = stranger.login("lock", PASSWORD, pyotp.TOTP(site.secrets["lock"]).now())
+        assert not right.ok and "locked" in right.error
+    # The owner, from another source, is slowed (the account has failures) but not
+    # locked out.
+    with HubClient(site.url, source="127.0.0.1") as owner:
+        began = time.monotonic()
+        assert owner.login("lock", PASSWORD, site.code("lock")).ok
+        assert time.monotonic() - began >= 1
     lockouts = events(site, "hub.login.lockout", "person:lock")
     assert len(lockouts) == 1 and lockouts[0]["details"]["failed_attempts"] == 3
+    assert lockouts[0]["details"]["source"] == "127.0.0.2"
     failures = events(site, "hub.login.failure", "person:lock")
     assert [e["details"]["reason"] for e in failures][-1] == "account locked"
+    assert {e["details"]["source"] for e in failures} == {"127.0.0.2"}
+    assert events(site, "hub.login.success", "person:lock")[-1]["details"]["source"] == "127.0.0.1"
+
+
+def test_hub_login_source_is_the_address_the_proxy_saw_not_a_header(site):
+    # Headers a client sets itself (tornado's remote_ip would believe X-Real-Ip) do
+    # not make it another source: it stays locked, and its failures stay its own.
+    site.enrol("kim")
+    with HubClient(site.url, source="127.0.0.3") as stranger:
+        for i in range(4):
+            stranger.http.headers["X-Forwarded-For"] = f"127.0.1.{i}"
+            stranger.http.headers["X-Real-Ip"] = f"127.0.2.{i}"
+            last = stranger.login("kim", "bad password!", "123456")
+        assert last.status == 403 and "locked" in last.error
+    with HubClient(site.url, source="127.0.0.4") as owner:
+        assert owner.login("kim", PASSWORD, site.code("kim")).ok
+    failures = events(site, "hub.login.failure", "person:kim")
+    assert len(failures) == 4 and {e["details"]["source"] for e in failures} == {"127.0.0.3"}
+
+
+def test_hub_login_from_a_workspace_address_is_refused_and_never_counted(site):
+    site.enrol("wes")
+    code = pyotp.TOTP(site.secrets["wes"]).now()
+    with HubClient(site.url, source=WORKSPACE_ADDRESS) as inside:
+        right = inside.login("wes", PASSWORD, code)
+        assert not right.ok and right.status == 403
+        assert "not possible from inside a workspace" in right.error
+        for _ in range(4):
+            wrong = inside.login("wes", "bad password!", "123456")
+            assert wrong.status == 403 and "locked" not in wrong.error
+    # Straight to the hub's own port, as a workspace reaches the hub API, with the
+    # proxy's header forged: the hub's peer is the workspace, whatever the header says.
+    direct = f"http://127.0.0.1:{site.settings.hub.api_port}"
+    with HubClient(direct, source=WORKSPACE_ADDRESS) as inside:
+        inside.http.headers["X-Forwarded-For"] = "127.0.0.2"
+        assert not inside.login("wes", PASSWORD, code).ok
+    # Nothing was counted: the owner signs in at once, neither locked nor slowed.
+    with HubClient(site.url, source="127.0.0.2") as owner:
+        began = time.monotonic()
+        assert owner.login("wes", PASSWORD, site.code("wes")).ok
+        assert time.monotonic() - began < 1
+    assert not events(site, "hub.login.failure", "person:wes")
+    refused = events(site, "hub.login.refused", "person:wes")
+    assert len(refused) >= 5 and {e["details"]["source"] for e in refused} == {WORKSPACE_ADDRESS}
 
 
 def test_hub_credentials_reset_by_operator_is_audited_and_needs_re_enrolment(

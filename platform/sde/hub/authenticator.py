@@ -1,4 +1,4 @@
-"""The embedded sign-in: registry accounts, argon2 passwords, mandatory TOTP, lockout.
+"""The embedded sign-in: registry accounts, argon2 passwords, mandatory TOTP, throttling.
 
 `SdeAuthenticator` is an ordinary JupyterHub authenticator, so a deployment
 with an identity provider replaces it by configuration
@@ -15,8 +15,11 @@ without a TOTP enrolment who gives the right password gets the enrolment page
 (secret, provisioning URI and QR code) and confirms with a first code; the
 pending secret travels in a ticket signed with the hub's cookie secret and
 valid for a few minutes, so nothing is stored before it is confirmed. Every
-attempt is an audit event; `max_failures` failures in a row lock the account
-for `lockout_seconds` (an operator's `sde hub credentials reset` lifts it).
+attempt is an audit event. `max_failures` failures in a row from one source lock
+the account from that source only, for `lockout_seconds`; many failures on one
+account slow its attempts from everywhere but lock nobody out; attempts from a
+workspace address are refused unchecked and never counted (`sde.hub.throttle`).
+An operator's `sde hub credentials reset` lifts every lock of the account.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tornado import web
 from traitlets import Integer, Unicode, default
 
 from sde.hub import credentials as creds
+from sde.hub import throttle
 from sde.hub.store import Store
 
 ENROL_TICKET = "sde-totp-enrolment"
@@ -52,9 +56,12 @@ class EnrolmentRequired(Exception):
 
 def locked_message(until: datetime) -> str:
     return (
-        "This account is locked after too many failed sign-ins. Try again after "
+        "This account is locked here after too many failed sign-ins. Try again after "
         f"{until:%H:%M} UTC, or ask an operator to reset your sign-in."
     )
+
+
+WORKSPACE_MESSAGE = "Sign-in is not possible from inside a workspace."
 
 
 class SdeLoginHandler(LoginHandler):
@@ -114,9 +121,12 @@ class SdeAuthenticator(Authenticator):
     max_failures = Integer(
         5,
         config=True,
-        help="Failed attempts in a row (password or code) that lock an account.",
+        help="Failed attempts in a row (password or code) from one source that lock the "
+        "account from that source.",
     )
-    lockout_seconds = Integer(900, config=True, help="How long a locked account stays locked.")
+    lockout_seconds = Integer(
+        900, config=True, help="How long an account stays locked from a source."
+    )
     totp_issuer = Unicode(
         "sde", config=True, help="Issuer name shown by authenticator apps next to the account."
     )
@@ -164,57 +174,92 @@ class SdeAuthenticator(Authenticator):
         with self.store.read() as s:
             return creds.login_state(s, username).active
 
+    def source_of(self, request: Any) -> throttle.Source:
+        """Where a sign-in request comes from (see sde.hub.throttle)."""
+        settings = self.store.settings
+        address = getattr(getattr(request.connection, "context", None), "address", None)
+        peer = str(address[0]) if isinstance(address, tuple) and address else ""
+        hub_ips = {ip for ip in (settings.hub.ip, settings.hub.api_ip) if ip}
+        hub_ips.add(str(next(throttle.workspace_subnet(settings.workspaces.subnet).hosts())))
+        return throttle.login_source(
+            peer, request.headers.get("X-Forwarded-For"), settings.workspaces.subnet, hub_ips
+        )
+
     async def authenticate(self, handler: web.RequestHandler, data: dict[str, str]) -> Any:
         username = self.normalize_username(data.get("username", ""))
         if not username:
             return None
+        source = self.source_of(handler.request)
+        if source.workspace:
+            # Kernel code must neither sign in nor count failures against anyone.
+            await asyncio.to_thread(self._refuse, username, source.address, "from a workspace")
+            raise web.HTTPError(403, WORKSPACE_MESSAGE)
+        gate = await asyncio.to_thread(self._throttle, username, source.address)
+        if gate.locked_until is not None:
+            await asyncio.to_thread(self._fail, username, source.address, "account locked")
+            raise web.HTTPError(403, locked_message(gate.locked_until))
+        if gate.delay:
+            # Before the check, right or wrong alike: the wait tells nothing.
+            await asyncio.sleep(gate.delay)
         if data.get("enrol_ticket"):
             secret = self._ticket_secret(handler, data["enrol_ticket"], username)
-            return await asyncio.to_thread(self._confirm, username, secret, data.get("otp", ""))
+            return await asyncio.to_thread(
+                self._confirm, username, source.address, secret, data.get("otp", "")
+            )
         return await asyncio.to_thread(
-            self._check, username, data.get("password", ""), data.get("otp", "")
+            self._check, username, source.address, data.get("password", ""), data.get("otp", "")
         )
 
     # -- the checks, run in a worker thread: argon2 and the database block
 
-    def _fail(self, username: str, reason: str) -> None:
-        with self.store.write() as s:
-            locked = creds.record_login_failure(
+    def _throttle(self, username: str, source: str) -> throttle.Throttle:
+        with self.store.read() as s:
+            return throttle.throttle_state(
                 s,
                 username,
-                reason,
+                source,
                 max_failures=self.max_failures,
                 lockout_seconds=self.lockout_seconds,
             )
-        if locked:
-            with self.store.read() as s:
-                until = creds.login_state(s, username).locked_until
-            if until is not None:
-                raise web.HTTPError(403, locked_message(until))
 
-    def _check(self, username: str, password: str, code: str) -> dict[str, Any] | None:
+    def _refuse(self, username: str, source: str, reason: str) -> None:
+        with self.store.write() as s:
+            creds.record_login_refused(s, username, source, reason)
+
+    def _fail(self, username: str, source: str, reason: str) -> None:
+        with self.store.write() as s:
+            until = creds.record_login_failure(
+                s,
+                username,
+                reason,
+                source,
+                max_failures=self.max_failures,
+                lockout_seconds=self.lockout_seconds,
+            )
+        if until is not None:
+            raise web.HTTPError(403, locked_message(until))
+
+    def _check(self, username: str, source: str, password: str, code: str) -> dict[str, Any] | None:
         with self.store.read() as s:
             state = creds.login_state(s, username)
-        if state.locked_until is not None:
-            self._fail(username, "account locked")
-            raise web.HTTPError(403, locked_message(state.locked_until))
-        with self.store.read() as s:
             password_ok = creds.verify_password(s, username, password)
         if not password_ok or not state.active:
-            self._fail(username, "wrong password" if state.active else "no active account")
+            reason = "wrong password" if state.active else "no active account"
+            self._fail(username, source, reason)
             return None
         if not state.enrolled:
             raise EnrolmentRequired(username)
         with self.store.read() as s:
             step = creds.verify_code(s, username, code, self.cipher)
         if step is None:
-            self._fail(username, "wrong authenticator code" if code else "no authenticator code")
+            reason = "wrong authenticator code" if code else "no authenticator code"
+            self._fail(username, source, reason)
             return None
         try:
             with self.store.write() as s:
-                creds.record_login_success(s, username, totp_step=step)
+                creds.record_login_success(s, username, totp_step=step, source=source)
         except creds.CodeReused:
-            self._fail(username, "authenticator code used twice")
+            self._fail(username, source, "authenticator code used twice")
             return None
         return {"name": username}
 
@@ -288,20 +333,18 @@ class SdeAuthenticator(Authenticator):
             raise web.HTTPError(403, "The enrolment page belongs to another account.")
         return str(payload["s"])
 
-    def _confirm(self, username: str, secret: str, code: str) -> dict[str, Any] | None:
+    def _confirm(self, username: str, source: str, secret: str, code: str) -> dict[str, Any] | None:
         with self.store.read() as s:
             state = creds.login_state(s, username)
-        if state.locked_until is not None:
-            raise web.HTTPError(403, locked_message(state.locked_until))
         if state.enrolled:
             raise web.HTTPError(403, "This account is already enrolled: sign in with your code.")
         step = creds.matching_step(secret, code)
         if step is None:
-            self._fail(username, "wrong code at enrolment")
+            self._fail(username, source, "wrong code at enrolment")
             raise EnrolmentRequired(
                 username, secret, "That code did not match. Check the clock of your device."
             )
         with self.store.write() as s:
             creds.enrol_totp(s, f"user:{username}", username, secret, self.cipher, step)
-            creds.record_login_success(s, username, method="password+totp-enrolment")
+            creds.record_login_success(s, username, method="password+totp-enrolment", source=source)
         return {"name": username}

@@ -73,7 +73,7 @@ def show(
     """Sign-in state of a person (never the secrets)."""
     from sde.cli.context import read
     from sde.cli.context import show as show_rows
-    from sde.hub import credentials
+    from sde.hub import credentials, throttle
     from sde.registry.service import get_person
 
     with read() as session:
@@ -84,8 +84,7 @@ def show(
             "username": username,
             "has_password": state.has_password,
             "enrolled": state.enrolled,
-            "failed_attempts": cred.failed_attempts if cred else 0,
-            "locked_until": state.locked_until,
+            "locked_from": ", ".join(throttle.locked_sources(session, username)) or "-",
             "last_login_at": cred.last_login_at if cred else None,
         }
     show_rows([row], list(row), as_json, "sign-in")

@@ -1,9 +1,10 @@
-"""Sign-in secrets of registry people: password hash, TOTP secret, lockout state.
+"""Sign-in secrets of registry people: password hash, TOTP secret; sign-in attempts.
 
 Passwords are hashed with argon2id (argon2-cffi's RFC 9106 defaults); TOTP
 secrets are encrypted at rest with a Fernet key kept outside the database, so
 a copy of the database alone yields neither. Every change, and every sign-in
-attempt, records an audit event in the caller's transaction.
+attempt, records an audit event in the caller's transaction. Failed attempts
+are counted per account and source in `sde.hub.throttle`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from sde.audit import record
 from sde.core.db import Base
 from sde.core.errors import NotFound, SdeError
+from sde.hub import throttle
 from sde.registry.models import Person
 from sde.registry.service import get_person, write_operation
 
@@ -59,8 +61,6 @@ class Credential(Base):
     enrolled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Time step of the last accepted code: a code is accepted once (RFC 6238, 5.2).
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
-    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -153,7 +153,6 @@ class LoginState:
     active: bool
     has_password: bool
     enrolled: bool
-    locked_until: datetime | None
 
 
 def credential_of(session: Session, username: str) -> Credential | None:
@@ -164,18 +163,15 @@ def credential_of(session: Session, username: str) -> Credential | None:
     )
 
 
-def login_state(session: Session, username: str, at: datetime | None = None) -> LoginState:
-    at = at or _now()
+def login_state(session: Session, username: str) -> LoginState:
     person = session.scalar(select(Person).where(Person.username == username))
     cred = credential_of(session, username) if person is not None else None
-    locked = _aware(cred.locked_until) if cred is not None else None
     return LoginState(
         username=username,
         exists=person is not None,
         active=person is not None and person.status == "active",
         has_password=cred is not None,
         enrolled=cred is not None and cred.enrolled_at is not None,
-        locked_until=locked if locked is not None and locked > at else None,
     )
 
 
@@ -236,7 +232,7 @@ def set_password(session: Session, actor: str, username: str, password: str) -> 
         cred = Credential(person_id=person.id, password_hash=digest, password_set_at=_now())
         session.add(cred)
     cred.password_hash, cred.password_set_at = digest, _now()
-    cred.failed_attempts, cred.locked_until = 0, None
+    throttle.clear(session, username)
     record(
         session,
         actor=actor,
@@ -262,7 +258,7 @@ def reset_credentials(
     cred.password_set_at = _now()
     was_enrolled = cred.enrolled_at is not None
     cred.totp_secret, cred.enrolled_at, cred.totp_last_step = None, None, None
-    cred.failed_attempts, cred.locked_until = 0, None
+    throttle.clear(session, username)
     record(
         session,
         actor=actor,
@@ -308,8 +304,13 @@ def record_login_success(
     *,
     method: str = "password+totp",
     totp_step: int | None = None,
+    source: str | None = None,
 ) -> None:
-    """Record a sign-in; `totp_step` is used up (CodeReused if a concurrent sign-in won)."""
+    """Record a sign-in; `totp_step` is used up (CodeReused if a concurrent sign-in won).
+
+    The failures of the account from `source` are forgotten; those from other
+    sources are not (they may be someone else's).
+    """
     person = get_person(session, username)
     cred = session.get(Credential, person.id, with_for_update=True)
     if cred is not None:
@@ -317,13 +318,15 @@ def record_login_success(
             if cred.totp_last_step is not None and totp_step <= cred.totp_last_step:
                 raise CodeReused("this authenticator code has been used already")
             cred.totp_last_step = totp_step
-        cred.failed_attempts, cred.locked_until, cred.last_login_at = 0, None, _now()
+        cred.last_login_at = _now()
+    if source is not None:
+        throttle.clear(session, username, source)
     record(
         session,
         actor=f"user:{username}",
         action="hub.login.success",
         target=f"person:{username}",
-        details={"method": method},
+        details={"method": method, "source": source},
     )
 
 
@@ -363,8 +366,7 @@ def generation(session: Session, username: str) -> str:
 
 def _login_target(username: str) -> str:
     # The name is attacker-typed: keep it short and printable in the log.
-    cleaned = re.sub(r"[^A-Za-z0-9._@-]", "?", username)[:64] or "?"
-    return f"person:{cleaned}"
+    return f"person:{throttle.account_key(username)}"
 
 
 @write_operation("hub.login.failure")
@@ -372,38 +374,48 @@ def record_login_failure(
     session: Session,
     username: str,
     reason: str,
+    source: str,
     *,
     max_failures: int,
     lockout_seconds: int,
-) -> bool:
-    """Count a failed attempt; locks the account at `max_failures`. True when now locked."""
+) -> datetime | None:
+    """Count a failed attempt from `source`; at `max_failures` in a row the account is
+    locked from that source. Returns the end of a lock begun now, else None."""
     target = _login_target(username)
-    person = session.scalar(select(Person).where(Person.username == username))
-    cred = session.get(Credential, person.id) if person is not None else None
-    locked = False
-    already_locked = cred is not None and (_aware(cred.locked_until) or _now()) > _now()
-    if cred is not None and not already_locked:
-        cred.failed_attempts = (cred.failed_attempts or 0) + 1
-        if cred.failed_attempts >= max_failures:
-            cred.locked_until = _now() + timedelta(seconds=lockout_seconds)
-            locked = True
+    failures, locked_until = throttle.count_failure(
+        session, username, source, max_failures=max_failures, lockout_seconds=lockout_seconds
+    )
     record(
         session,
         actor=target.replace("person:", "user:", 1),
         action="hub.login.failure",
         target=target,
-        details={"reason": reason, "failed_attempts": cred.failed_attempts if cred else None},
+        details={"reason": reason, "source": source, "failed_attempts": failures},
     )
-    if locked and cred is not None:
-        until = _aware(cred.locked_until)
+    if locked_until is not None:
         record(
             session,
             actor="sde:hub",
             action="hub.login.lockout",
             target=target,
             details={
-                "failed_attempts": cred.failed_attempts,
-                "locked_until": until.isoformat() if until else None,
+                "source": source,
+                "failed_attempts": failures,
+                "locked_until": locked_until.isoformat(),
             },
         )
-    return locked
+    return locked_until
+
+
+@write_operation("hub.login.refused")
+def record_login_refused(session: Session, username: str, source: str, reason: str) -> None:
+    """A sign-in refused before any secret was checked, and not counted (e.g. from a
+    workspace address)."""
+    target = _login_target(username)
+    record(
+        session,
+        actor=target.replace("person:", "user:", 1),
+        action="hub.login.refused",
+        target=target,
+        details={"reason": reason, "source": source},
+    )
