@@ -28,7 +28,7 @@ def connect_host(host: str) -> str:
     return host
 
 
-class _Backend(httpcore.SyncBackend):  # type: ignore[misc]
+class _Backend(httpcore.SyncBackend):
     def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
         return super().connect_tcp(connect_host(host), port, *args, **kwargs)
 
