@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import docker
@@ -35,9 +35,14 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def site(workspace_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
     home = tmp_path_factory.mktemp("hub-spawn") / "home"
-    # Running workspaces re-check access every second (default 30 s).
+    # Running workspaces re-check access every second (default 30 s); the hub reads
+    # workspace activity from the proxy every second (default 60 s).
     s = make_site(
-        home, docker=True, SDE_HUB_IMAGE=workspace_image, SDE_WORKSPACES_ACCESS_CHECK_SECONDS="1"
+        home,
+        docker=True,
+        SDE_HUB_IMAGE=workspace_image,
+        SDE_WORKSPACES_ACCESS_CHECK_SECONDS="1",
+        SDE_HUB_ACTIVITY_SECONDS="1",
     )
     for name in ("alice", "tina", "olaf", "lena"):
         make_person(s.engine, name)
@@ -228,6 +233,60 @@ print(json.dumps({
     assert status["other_server"] == 404
     assert status["new_token"] == 404
     assert status["stop_own_other"] == 404
+
+
+def _server_activity(c: HubClient, project: str) -> datetime:
+    """The hub's record of the workspace's last activity (what the idle culler reads)."""
+    raw = c.api("GET", f"/users/{c.username}").json()["servers"][project]["last_activity"]
+    return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+
+
+def test_hub_idle_activity_comes_from_the_proxy_not_from_the_workspace(site, alice_workspace):
+    c, server = alice_workspace
+    # Kernel code claims activity ahead (the hub takes up to an hour ahead); in a loop
+    # it would keep its workspace from the idle culler for ever.
+    code = """
+import datetime, json, os, urllib.request, urllib.error
+api, user = os.environ['JUPYTERHUB_API_URL'], os.environ['JUPYTERHUB_USER']
+auth = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN'],
+        'Content-Type': 'application/json'}
+later = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=50)).isoformat()
+name = os.environ['JUPYTERHUB_SERVER_NAME']
+body = {'last_activity': later, 'servers': {name: {'last_activity': later}}}
+req = urllib.request.Request(api + '/users/' + user + '/activity',
+                             data=json.dumps(body).encode(), method='POST', headers=auth)
+try:
+    status = urllib.request.urlopen(req, timeout=10).status
+except urllib.error.HTTPError as e:
+    status = e.code
+me = json.load(urllib.request.urlopen(urllib.request.Request(api + '/user', headers=auth)))
+print(json.dumps({'activity': status, 'scopes': me['scopes']}))
+"""
+    claim = json.loads(c.execute(server, code))
+    # The hub API gate answers 404 before the hub; the hub itself would say 403.
+    assert claim["activity"] in (403, 404)
+    assert not [s for s in claim["scopes"] if s.startswith("users:activity")], claim["scopes"]
+    interval = site.settings.hub.activity_seconds
+    time.sleep(2 * interval + 0.5)
+    before = _server_activity(c, "cohort-a")
+    assert before <= datetime.now(UTC), "the workspace's own claim moved the hub's record"
+
+    # Control: a browser's request through the proxy does move it.
+    time.sleep(0.5)
+    sent = datetime.now(UTC)
+    status = c.http.get(f"{server}api/status", headers={"Authorization": f"token {c.token}"})
+    assert status.status_code == 200
+    deadline = time.monotonic() + 5 * interval + 5
+    while _server_activity(c, "cohort-a") <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = _server_activity(c, "cohort-a")
+    assert sent - timedelta(seconds=0.5) <= after <= datetime.now(UTC)
+
+    # jupyterhub-singleuser runs on without reporting activity: no failed reports logged.
+    client = docker.from_env()
+    for container in client.containers.list(filters={"network": site.settings.workspaces.network}):
+        logs = container.logs().decode(errors="replace")
+        assert "Error notifying Hub of activity" not in logs, container.name
 
 
 @pytest.mark.parametrize(

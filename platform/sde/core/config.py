@@ -107,6 +107,12 @@ class HubSettings:
     idle_timeout: int = setting(
         3600, "Seconds of inactivity after which a workspace is stopped by the idle culler."
     )
+    activity_seconds: int = setting(
+        60,
+        "Seconds between the hub's readings of each workspace's last activity from its "
+        "proxy (the person's browser traffic), which the idle culler goes by; a workspace's "
+        "own reports of activity are refused. Less than idle_timeout.",
+    )
     max_failures: int = setting(
         5, "Failed sign-ins in a row (password or code) after which an account is locked."
     )

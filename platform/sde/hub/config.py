@@ -10,8 +10,9 @@ start` runs JupyterHub with it. Choices that matter for safety:
   that address from any other interface;
 - nobody holds the `admin` role; operators get `sde-operator`, which can list
   and stop servers but holds no `access:servers` (cannot enter a workspace);
-- a workspace's own token holds only `access:servers!server` and
-  `users:activity!user`;
+- a workspace's own token holds only `access:servers!server`: it cannot report
+  its own activity, so idle culling goes by what the proxy sees, not by what
+  kernel code claims;
 - hub state (its SQLite database, cookie secret, proxy token) lives under
   `$SDE_HOME/hub`, readable by the owner only.
 """
@@ -45,6 +46,19 @@ OPERATOR_SCOPES = [
     "read:metrics",
 ]
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+# JupyterHub's `self` less `users:activity`: nobody reports activity to the hub (kernel
+# code, holding the server's token or one its person minted, could claim it for ever);
+# the hub reads it from its proxy. The server token asks for `users:activity!user`
+# (JupyterHub adds it), which the person's role then does not grant.
+USER_SCOPES = [
+    "read:users!user",
+    "read:users:activity!user",
+    "users:shares!user",
+    "read:shares!user",
+    "servers!user",
+    "tokens!user",
+    "access:servers!user",
+]
 SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user"]
 
 
@@ -199,6 +213,7 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     )
 
     c.JupyterHub.load_roles = [
+        {"name": "user", "scopes": USER_SCOPES},
         {
             "name": OPERATOR_ROLE,
             "description": "Operators: see and stop workspaces, never enter them.",
@@ -219,6 +234,14 @@ def configure(c: Any, settings: Settings | None = None) -> None:
             ],
         }
     ]
+    if not 1 <= hub.activity_seconds < hub.idle_timeout:
+        raise ConfigError(
+            "hub.activity_seconds: must be 1 or more and less than hub.idle_timeout "
+            f"({hub.idle_timeout}), got {hub.activity_seconds}"
+        )
+    # What the culler reads is the proxy's record of each route's last request,
+    # copied into the hub this often (workspaces cannot report their own).
+    c.JupyterHub.last_activity_interval = hub.activity_seconds
 
     if net is not None:
         from sde.workspaces import gate

@@ -237,6 +237,9 @@ class WorkspaceSpawner(DockerSpawner):
 
     def get_env(self) -> dict[str, str]:
         env: dict[str, str] = super().get_env()
+        # The server's token may not report activity (the hub goes by its proxy):
+        # without the URL jupyterhub-singleuser does not try, and logs no refusals.
+        env.pop("JUPYTERHUB_ACTIVITY_URL", None)
         env.update(
             {
                 "SDE_PROJECT": self.project,
