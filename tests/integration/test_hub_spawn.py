@@ -10,6 +10,7 @@ audited. Network and container isolation are tested with the workspace image.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -25,6 +26,7 @@ from sde.audit import list_events
 from sde.core.db import transaction
 from sde.hub.client import HubClient, HubError
 from sde.registry import service
+from tests.support import probes
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
 from tests.support.registry import ACTOR, make_active_project, make_person, today
@@ -287,6 +289,22 @@ print(json.dumps({'activity': status, 'scopes': me['scopes']}))
     for container in client.containers.list(filters={"network": site.settings.workspaces.network}):
         logs = container.logs().decode(errors="replace")
         assert "Error notifying Hub of activity" not in logs, container.name
+
+
+def test_hub_spawn_kernel_cannot_ptrace_its_jupyter_server(alice_workspace):
+    # The route of a same-origin takeover: attach to the server (same uid), take its port.
+    c, server = alice_workspace
+    found = probes.parse(c.execute(server, probes.syscall_probe("parent")))
+    assert found["same_uid"] is True
+    assert {call: found[call] for call in probes.CALLS} == dict.fromkeys(probes.CALLS, errno.EPERM)
+    assert c.execute(server, "print(1+1)") == "2"  # the server still serves
+
+
+def test_hub_spawn_workspace_has_no_default_route_and_reaches_the_hub(alice_workspace):
+    c, server = alice_workspace
+    found = probes.parse(c.execute(server, probes.route_probe()))
+    # Only the on-link subnet route; the hub API on the bridge address still answers.
+    assert found == {"default": [], "routes": 1, "hub": 200}
 
 
 @pytest.mark.parametrize(

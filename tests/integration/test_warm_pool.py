@@ -24,8 +24,9 @@ import pytest
 
 from sde.audit import list_events
 from sde.hub.client import HubClient
-from sde.workspaces import hardening, pool
+from sde.workspaces import hardening, network, pool
 from sde.workspaces.network import list_containers
+from tests.support import probes
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
 from tests.support.registry import make_active_project, make_person
@@ -129,13 +130,25 @@ def test_warm_pool_container_is_hardened_like_a_workspace(site):
     assert "no-new-privileges:true" in host["SecurityOpt"]
     assert host["PidsLimit"] == site.settings.workspaces.pids_limit
     assert host["NanoCpus"] == int(float(site.settings.hub.cpu_limit) * 1e9)
-    assert host["Memory"] > 0
+    assert host["Memory"] > 0 and host["MemorySwap"] == host["Memory"]
+    assert any(opt.startswith("seccomp=") for opt in host["SecurityOpt"])
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [
         site.settings.workspaces.network
     ]
     binds = {b.split(":")[1]: b.split(":")[2] for b in host["Binds"]}
     assert binds[hardening.DATA_DIR] == "ro,rslave"
     assert binds[pool.CLAIM_DIR] == "ro"
+
+
+def test_warm_pool_container_has_no_default_route_before_a_claim(site):
+    (container,) = ready_pool(site)
+    gateway = network.gateway_of(site.settings.workspaces)
+    api = f"http://{gateway}:{site.settings.hub.api_port}/hub/api/"
+    _, out = container.exec_run(["python3", "-c", probes.route_probe(api)], user="1000")
+    # Only the on-link subnet route, and through it the hub API answers.
+    found = probes.parse(out.decode())
+    assert found["default"] == [] and found["routes"] == 1, found
+    assert isinstance(found["hub"], int), found
 
 
 def test_warm_pool_spawn_claims_ready_container_and_serves_project_data(site):
@@ -287,20 +300,43 @@ def test_warmstart_preloads_every_enabled_server_extension(workspace_image):
     assert {"jupyterlab", "jupyter_server_terminals", "notebook_shim"} <= set(loaded), loaded
 
 
-def test_warm_pool_off_spawns_cold_and_keeps_no_pool(workspace_image, tmp_path_factory):
+@pytest.fixture(scope="module")
+def cold_site(workspace_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
     s = _site(tmp_path_factory.mktemp("cold") / "home", workspace_image, 0)
     with running(s):
-        client = docker.from_env()
-        assert pool.pool_containers(client, s.settings) == []
-        with signed_in(s, "wendy") as c:
-            server = c.start_workspace(PROJECT)
-            try:
-                assert spawn_events(s, "wendy")[-1]["details"]["warm"] is False
-                assert query_counts(c, server) == expected_counts(s, PROJECT)
-                assert pool.SLOT_LABEL not in workspace_container(s, "wendy").labels
-            finally:
-                c.stop_workspace(PROJECT)
-                wait_gone(s, "wendy")
+        yield s
+
+
+def test_warm_pool_off_spawns_cold_and_keeps_no_pool(cold_site):
+    s = cold_site
+    client = docker.from_env()
+    assert pool.pool_containers(client, s.settings) == []
+    with signed_in(s, "wendy") as c:
+        server = c.start_workspace(PROJECT)
+        try:
+            assert spawn_events(s, "wendy")[-1]["details"]["warm"] is False
+            assert query_counts(c, server) == expected_counts(s, PROJECT)
+            assert pool.SLOT_LABEL not in workspace_container(s, "wendy").labels
+        finally:
+            c.stop_workspace(PROJECT)
+            wait_gone(s, "wendy")
+
+
+def test_warm_pool_off_cold_workspace_has_no_default_route_and_no_swap(cold_site):
+    s = cold_site
+    with signed_in(s, "walt") as c:
+        server = c.start_workspace(PROJECT)
+        try:
+            assert spawn_events(s, "walt")[-1]["details"]["warm"] is False
+            found = probes.parse(c.execute(server, probes.route_probe()))
+            # Only the on-link subnet route; the hub API on the bridge address answers.
+            assert found == {"default": [], "routes": 1, "hub": 200}
+            host = workspace_container(s, "walt").attrs["HostConfig"]
+            assert host["Memory"] > 0 and host["MemorySwap"] == host["Memory"]
+            assert any(opt.startswith("seccomp=") for opt in host["SecurityOpt"])
+        finally:
+            c.stop_workspace(PROJECT)
+            wait_gone(s, "walt")
 
 
 def test_list_containers_skips_one_removed_while_listing(workspace_image):

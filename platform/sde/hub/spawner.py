@@ -17,8 +17,10 @@ that removes the /files/ handler and the JupyterLab download commands.
 With a warm pool (`workspaces.warm_pool`, see sde.workspaces.pool) the
 container is one started ahead with the same image, hardening, limits and
 network, claimed here: the data and work volume are mounted into it and the
-server's environment handed to it. Without a ready pool container, or when
-the claim fails, the container is created cold as above.
+server's environment handed to it. A cold container loses its default route
+(sde.workspaces.routes) before `start` returns, a pool container before it can
+be claimed; a container that keeps one is never used. Without a ready pool
+container, or when the claim fails, the container is created cold as above.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from traitlets import Unicode
 from sde.hub import events
 from sde.hub.store import Store
 from sde.registry.access import access_decision
-from sde.workspaces import hardening, pool
+from sde.workspaces import hardening, pool, routes
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
 
@@ -219,8 +221,20 @@ class WorkspaceSpawner(DockerSpawner):
         return result
 
     async def start_object(self) -> None:
-        if self._warm is None:
-            await super().start_object()
+        if self._warm is not None:
+            return  # started by the pool, its default route already removed
+        await super().start_object()
+        try:
+            # Before the server can serve anyone's code (sde.workspaces.routes).
+            await asyncio.to_thread(
+                routes.remove_default_route, self._docker_client, self.object_id
+            )
+        except routes.RouteError as exc:
+            # Never a workspace with a route out: kill it now, the hub's stop removes it.
+            await self.docker("kill", self.object_id)
+            raise web.HTTPError(
+                500, f"Workspace for project {self.project} not started: {exc}"
+            ) from None
 
     def _apply(self, options: dict[str, Any]) -> None:
         """Hardening, limits, network and mounts of this person x project workspace."""

@@ -7,9 +7,10 @@ have done that already (`python -m sde.warmstart` in the image) and wait.
 
 A pool container is a workspace container with nothing of anyone in it: the
 same image, hardening, limits, network and read-only Jupyter configuration as
-every workspace, no token, and for /data and the work directory two empty
-directories of its own *slot* on the host, bound with `rslave` propagation. A
-spawn claims one (`claim`):
+every workspace, its default route removed before it can be claimed
+(sde.workspaces.routes), no token, and for /data and the work directory two
+empty directories of its own *slot* on the host, bound with `rslave`
+propagation. A spawn claims one (`claim`):
 
 1. marks its slot taken (`take`: one file created exclusively, so of any number
    of claims of one container exactly one wins) and renames it to the
@@ -51,7 +52,7 @@ from typing import Any
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError, SdeError
-from sde.workspaces import hardening
+from sde.workspaces import hardening, routes
 from sde.workspaces.network import LABEL, docker_client, list_containers
 
 log = logging.getLogger("sde.workspaces.pool")
@@ -299,7 +300,7 @@ def start_container(client: Any, settings: Settings, image: str) -> Any:
         },
     }
     try:
-        return client.containers.run(
+        container = client.containers.run(
             image,
             COMMAND,
             name=warming_name(settings, slot.name),
@@ -316,6 +317,13 @@ def start_container(client: Any, settings: Settings, image: str) -> Any:
     except Exception:
         release(settings, slot.name)
         raise
+    try:
+        # Before it can be claimed: no default route (sde.workspaces.routes).
+        routes.remove_default_route(client, container.id)
+    except Exception:
+        remove_container(client, settings, container)
+        raise
+    return container
 
 
 def check_propagation(client: Any, settings: Settings, image: str) -> str | None:
