@@ -75,7 +75,7 @@ def personality(value):
     return errno_of(ret)
 
 
-target = TARGET
+target = __TARGET__
 child = 0
 if target == "child":
     child = os.fork()
@@ -116,13 +116,13 @@ def syscall_probe(target: str) -> str:
     """The probe's Python source, aimed at `target` ("child" or "parent")."""
     if target not in ("child", "parent"):
         raise ValueError(f"target must be 'child' or 'parent', got {target!r}")
-    return _PROBE.replace("TARGET", repr(target))
+    return _PROBE.replace("__TARGET__", repr(target))
 
 
 _ROUTES = r"""
 import json, os, urllib.error, urllib.request
 routes = [line.split() for line in open("/proc/net/route").read().splitlines()[1:]]
-url = API_URL or os.environ["JUPYTERHUB_API_URL"] + "/user"
+url = __API_URL__ or os.environ["JUPYTERHUB_API_URL"] + "/user"
 token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
 req = urllib.request.Request(url, headers={"Authorization": "token " + token} if token else {})
 try:
@@ -136,7 +136,7 @@ print(json.dumps({"default": [r for r in routes if r[1] == "00000000"],
 
 def route_probe(api_url: str = "") -> str:
     """The route probe's source; without `api_url`, the kernel's own hub API (`/user`)."""
-    return _ROUTES.replace("API_URL", repr(api_url))
+    return _ROUTES.replace("__API_URL__", repr(api_url))
 
 
 def parse(output: str) -> dict[str, Any]:
