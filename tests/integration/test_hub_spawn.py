@@ -26,6 +26,7 @@ from sde.audit import list_events
 from sde.core.db import transaction
 from sde.hub.client import HubClient, HubError
 from sde.registry import service
+from sde.workspaces import names
 from tests.support import probes
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
@@ -360,8 +361,10 @@ def test_hub_running_workspace_stops_when_access_lapses(site, alice_workspace):
             time.sleep(0.2)
         assert not c.api("GET", "/users/lena").json()["servers"].get("cohort-a")
     client = docker.from_env()
-    prefix = f"{site.settings.hub.name}-lena--"
-    assert not [x for x in client.containers.list(all=True) if x.name.startswith(prefix)]
+    mine = {"label": [f"{names.USER_LABEL}=lena", f"{names.PROJECT_LABEL}=cohort-a"]}
+    assert not client.containers.list(all=True, filters=mine)
+    gone = names.container_name(site.settings, "lena", "cohort-a")
+    assert not [x for x in client.containers.list(all=True) if x.name == gone]
     target = "workspace:lena/cohort-a"
     lapses = [e for e in list_events(site.engine, action="workspace.access.lapsed")]
     assert [e["target"] for e in lapses] == [target]

@@ -24,7 +24,7 @@ import pytest
 
 from sde.audit import list_events
 from sde.hub.client import HubClient
-from sde.workspaces import hardening, network, pool
+from sde.workspaces import hardening, names, network, pool
 from sde.workspaces.network import list_containers
 from tests.support import probes
 from tests.support.hub import PASSWORD, HubSite, make_site, running
@@ -81,17 +81,8 @@ def spawn_events(site: HubSite, username: str) -> list[dict]:
 
 
 def workspace_container(site: HubSite, username: str) -> docker.models.containers.Container:
-    # DockerSpawner's name, {prefix}-{username}--{servername}, escapes '-' in the server name.
-    prefix = f"{site.settings.hub.name}-{username}--"
-    found = [
-        c
-        for c in docker.from_env().containers.list(filters={"name": prefix})
-        if c.name.startswith(prefix)
-    ]
-    if not found:
-        raise docker.errors.NotFound(f"no workspace container {prefix}*")
-    (container,) = found
-    return container
+    # The keyed name of (person, project), cold or claimed (sde.workspaces.names).
+    return docker.from_env().containers.get(names.container_name(site.settings, username, PROJECT))
 
 
 def test_warm_pool_container_holds_no_data_token_or_server(site):
@@ -207,7 +198,7 @@ def test_warm_pool_refills_after_a_claim(site):
             wait_gone(site, "wendy")
 
 
-def test_warm_pool_two_claims_of_one_container_one_wins(site):
+def test_warm_pool_two_claims_of_one_container_one_wins(site, tmp_path):
     (ready,) = ready_pool(site)
     client = docker.from_env()
     image_id = ready.attrs["Image"]
@@ -221,7 +212,7 @@ def test_warm_pool_two_claims_of_one_container_one_wins(site):
             image_id,
             f"{site.settings.hub.name}-race-{name}",
             data,
-            f"{site.settings.hub.name}-work-race-{name}",
+            tmp_path,
             server,
         )
 
@@ -248,7 +239,7 @@ def test_warm_pool_container_refuses_to_serve_without_the_project_data(site, tmp
         ready.attrs["Image"],
         f"{site.settings.hub.name}-no-data",
         empty,
-        f"{site.settings.hub.name}-work-no-data",
+        tmp_path,
         {"env": {"SDE_DATA_DIR": "/data"}, "argv": ["jupyterhub-singleuser"]},
     )
     assert taken is not None
@@ -257,7 +248,7 @@ def test_warm_pool_container_refuses_to_serve_without_the_project_data(site, tmp
     pool.release(site.settings, taken.slot)
 
 
-def test_warm_pool_container_of_another_image_is_never_claimed(site):
+def test_warm_pool_container_of_another_image_is_never_claimed(site, tmp_path):
     (ready,) = ready_pool(site)
     data = (site.settings.projects_dir / PROJECT / "data").resolve()
     taken = pool.claim(
@@ -266,7 +257,7 @@ def test_warm_pool_container_of_another_image_is_never_claimed(site):
         "sha256:" + "0" * 64,  # e.g. the image was rebuilt with a security fix since
         f"{site.settings.hub.name}-other-image",
         data,
-        f"{site.settings.hub.name}-work-other-image",
+        tmp_path,
         {"env": {}, "argv": ["jupyterhub-singleuser"]},
     )
     assert taken is None

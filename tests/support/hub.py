@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -145,11 +146,15 @@ def running(site: HubSite) -> Iterator[HubSite]:
         site.hub.stop()
         site.engine.dispose()
         if site.settings.hub.docker:
-            from sde.workspaces import pool
+            from sde.workspaces import pool, workvolumes
             from sde.workspaces.network import remove_network
 
             pool.sweep(pool.docker_client(), site.settings, unclaimed=True)
             pool.teardown_host(site.settings)
+            workvolumes.sweep(pool.docker_client(), site.settings)
+            with contextlib.suppress(OSError):
+                workvolumes.work_root(site.settings).rmdir()
+                pool.pool_root(site.settings).rmdir()
             remove_volumes(site.settings.hub.name)
             remove_network(site.settings)
 

@@ -100,7 +100,7 @@ class HubSettings:
     name: str = setting(
         "sde",
         "Name of this installation on the Docker engine: prefix of workspace containers "
-        "(NAME-USER--PROJECT) and work volumes (NAME-work-USER-PROJECT).",
+        "(NAME-ws-ID) and work volumes (NAME-work-ID); see [workspaces] names_key.",
     )
     mem_limit: str = setting("4G", "Memory limit of one workspace container.")
     cpu_limit: str = setting("1.0", "CPU limit of one workspace container (cores).")
@@ -188,8 +188,24 @@ class WorkspacesSettings:
     pool_dir: str = setting(
         "/run/sde",
         "Host directory under which the warm pool mounts data and work volumes into its "
-        "containers (NAME/slots, NAME/slot-staging). Runtime state, kept out of SDE_HOME "
-        "so that a backup or clean-up of SDE_HOME never walks into a running workspace.",
+        "containers (NAME/slots, NAME/slot-staging) and each work volume's filesystem is "
+        "mounted while a workspace uses it (NAME/work/ID). Runtime state, kept out of "
+        "SDE_HOME so that a backup or clean-up of SDE_HOME never walks into a running "
+        "workspace.",
+    )
+    work_quota: str = setting(
+        "10G",
+        "Size of each work volume (person x project): a fixed-size ext4 filesystem of its "
+        "own, so that writes stop with ENOSPC there and nothing else fills up. A number "
+        "with K, M, G or T; at least 16M. Applies to work volumes created from then on.",
+    )
+    names_key: str = setting(
+        "",
+        "Path of the secret that keys workspace names (containers, work volumes, OAuth "
+        "clients: NAME-ws-ID, NAME-work-ID, ID an HMAC of person and project), so that a "
+        "name says nothing about whose it is. Empty means "
+        "$SDE_HOME/keys/workspace-names.key, created on first use; keep it: a new key "
+        "gives every person x project a new, empty work volume.",
     )
     firewall: bool = setting(
         True,

@@ -248,6 +248,14 @@ def configure(c: Any, settings: Settings | None = None) -> None:
 
         # First: the hub waits for it before it runs (and restarts it should it die).
         c.JupyterHub.services.insert(0, gate.service(settings, service_env(settings)))
+    from sde.workspaces import workvolumes
+
+    workvolumes.quota_bytes(settings)  # a bad work_quota stops the hub, not a spawn
+    if net is not None:
+        from sde.workspaces.network import docker_client
+
+        # Work volume mounts a crash left behind, with no workspace using them.
+        workvolumes.sweep(docker_client(), settings)
     if net is not None and settings.workspaces.warm_pool:
         c.JupyterHub.services.append(warm_pool_service(settings))
 

@@ -79,3 +79,18 @@ def record_firewall_repair(session: Session, bridge: str, problems: list[str]) -
         target=f"firewall:{bridge}",
         details={"problems": problems},
     )
+
+
+@write_operation("workspace.work.carried")
+def record_work_carried(
+    session: Session, actor: str, username: str, project: str, source: str, volume: str
+) -> None:
+    """A work volume of the old, ambiguous name copied into the person's own, once."""
+    record(
+        session,
+        actor=actor,
+        action="workspace.work.carried",
+        target=workspace_target(username, project),
+        project=project,
+        details={"from": source, "to": volume},
+    )

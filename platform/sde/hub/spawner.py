@@ -10,7 +10,8 @@ stopped, the hub stops it, and the lapse is audited with its reasons. Starts
 and stops are audited too.
 
 The container gets the project's provisioned data read-only at /data, a
-persistent work volume of its own (person x project), the hardening and the
+persistent work volume of its own (person x project, a fixed-size filesystem:
+sde.workspaces.workvolumes), the hardening and the
 internal (no egress) network of `sde.workspaces`, and a Jupyter configuration
 that removes the /files/ handler and the JupyterLab download commands.
 
@@ -35,12 +36,13 @@ from typing import Any
 import httpx
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Unicode
+from traitlets import Unicode, default, validate
 
+from sde.core.errors import SdeError
 from sde.hub import events
 from sde.hub.store import Store
 from sde.registry.access import access_decision
-from sde.workspaces import hardening, pool, routes
+from sde.workspaces import hardening, names, pool, routes, workvolumes
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
 
@@ -55,10 +57,6 @@ class SpawnRefused(web.HTTPError):
         self.jupyterhub_message = message
 
 
-def work_volume_name(installation: str, username: str, project: str) -> str:
-    return f"{installation}-work-{username}-{project}"
-
-
 class WorkspaceSpawner(DockerSpawner):
     """DockerSpawner that asks the registry first and mounts the project's data."""
 
@@ -70,6 +68,7 @@ class WorkspaceSpawner(DockerSpawner):
     _warm: pool.Claimed | None = None
     _data_dir: Path | None = None
     _lapsed: list[str] | None = None
+    _work: workvolumes.Mounted | None = None
 
     @cached_property
     def store(self) -> Store:
@@ -78,6 +77,21 @@ class WorkspaceSpawner(DockerSpawner):
     @property
     def project(self) -> str:
         return str(self.name or "")
+
+    # Names from (person, project) through sde.workspaces.names: unambiguous, and
+    # saying nothing of whose they are to a workspace that sees them in DNS.
+    @default("object_name")
+    def _object_name_default(self) -> str:
+        if not self.project:
+            return str(super()._object_name_default())
+        return names.container_name(self.store.settings, self.user.name, self.project)
+
+    @validate("oauth_client_id")
+    def _keyed_oauth_client_id(self, proposal: Any) -> str:
+        # JupyterHub's own `jupyterhub-user-{user}-{server}` collides like the old names.
+        if not self.project:
+            return str(proposal.value)
+        return names.oauth_client_id(self.store.settings, self.user.name, self.project)
 
     def _decide(self) -> list[str]:
         """Reasons to refuse this spawn now (empty when allowed); a refusal is audited."""
@@ -153,17 +167,40 @@ class WorkspaceSpawner(DockerSpawner):
         self._data_dir = data
         self._warm = None
         self._lapsed = None
-        self._apply(
-            hardening.workspace_options(
-                data,
-                work_volume_name(self.prefix, self.user.name, self.project),
-                self.store.settings,
-            )
-        )
+        self._work = await asyncio.to_thread(self._mount_work)
+        self._apply(hardening.workspace_options(data, str(self._work.path), self.store.settings))
         ip, port = await super().start()
         await self._wait_listening(ip, port)
         await asyncio.to_thread(self._audit_spawn)
         return ip, port
+
+    def _mount_work(self) -> workvolumes.Mounted:
+        """The person's work volume for this project, mounted on the host (created if new)."""
+        settings, username, project = self.store.settings, self.user.name, self.project
+
+        def claimants(legacy: str) -> list[tuple[str, str]]:
+            with self.store.read() as s:
+                return workvolumes.legacy_claimants(s, settings, legacy)
+
+        try:
+            mounted = workvolumes.mount(self._docker_client, settings, username, project, claimants)
+        except SdeError as exc:
+            # The operator's message may name other people and projects: the log and
+            # the audit log get it, the researcher does not.
+            self.log.error("Work volume of %s not mounted: %s", self._log_name, exc)
+            with self.store.write() as s:
+                events.record_refusal(s, username, project, [f"work volume: {exc}"])
+            raise web.HTTPError(
+                409,
+                f"Workspace for project {project} cannot start: its work volume needs an "
+                "operator (the reason is in the hub's log).",
+            ) from None
+        if mounted.carried_from:
+            with self.store.write() as s:
+                events.record_work_carried(
+                    s, "sde:hub", username, project, mounted.carried_from, mounted.volume
+                )
+        return mounted
 
     async def _wait_listening(self, ip: str, port: int) -> None:
         """Poll the new server briefly and often until it answers.
@@ -199,7 +236,7 @@ class WorkspaceSpawner(DockerSpawner):
 
     async def create_object(self) -> dict[str, Any]:
         settings = self.store.settings
-        if settings.workspaces.warm_pool > 0 and self._data_dir is not None:
+        if settings.workspaces.warm_pool > 0 and self._data_dir and self._work:
             argv = await self.get_command()
             if Path(str(argv[0])).name == "jupyterhub-singleuser":
                 image_id = (await self.docker("inspect_image", self.image))["Id"]
@@ -211,8 +248,9 @@ class WorkspaceSpawner(DockerSpawner):
                     image_id,
                     self.container_name,
                     self._data_dir,
-                    work_volume_name(self.prefix, self.user.name, self.project),
+                    self._work.path,
                     server,
+                    {"user": self.user.name, "project": self.project, "work": self._work.work_id},
                 )
                 if self._warm is not None:
                     return {"Id": self._warm.container_id}
@@ -240,7 +278,10 @@ class WorkspaceSpawner(DockerSpawner):
         """Hardening, limits, network and mounts of this person x project workspace."""
         self.network_name = options["network_name"]
         self.extra_host_config = options["extra_host_config"]
-        self.extra_create_kwargs = options["extra_create_kwargs"]
+        self.extra_create_kwargs = {
+            **options["extra_create_kwargs"],
+            "labels": names.labels(self.store.settings, self.user.name, self.project),
+        }
         self.volumes = options["volumes"]
         self.read_only_volumes = {
             **options["read_only_volumes"],
@@ -273,6 +314,7 @@ class WorkspaceSpawner(DockerSpawner):
                     "image": self.image,
                     "container": (self.object_id or "")[:12],
                     "data_build": self._data_build,
+                    "work_volume": self._work.volume if self._work else "",
                     "warm": self._warm is not None,
                 },
             )
@@ -281,6 +323,7 @@ class WorkspaceSpawner(DockerSpawner):
         container = (self.object_id or "")[:12]
         if not container:
             # A refused or failed start made no container: nothing to stop or audit.
+            await self._release_work()
             self.clear_state()
             return
         slot = await self._slot()
@@ -291,8 +334,20 @@ class WorkspaceSpawner(DockerSpawner):
             except Exception:
                 # The stop itself succeeded; the pool's sweep retries the slot.
                 self.log.exception("Releasing warm-pool slot %s failed", slot)
+        await self._release_work()
         if self.project:
             await asyncio.to_thread(self._audit_stop, container)
+
+    async def _release_work(self) -> None:
+        """Unmount the work volume's filesystem once its workspace is gone."""
+        if not self.project:
+            return
+        work_id = names.workspace_id(self.store.settings, self.user.name, self.project)
+        try:
+            await asyncio.to_thread(workvolumes.release, self.store.settings, work_id)
+        except Exception:
+            # The hub's next start releases it (workvolumes.sweep).
+            self.log.exception("Unmounting the work volume of %s failed", self._log_name)
 
     async def _slot(self) -> str:
         """The warm-pool slot of this workspace's container (empty for a cold one)."""

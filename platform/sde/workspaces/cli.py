@@ -1,4 +1,4 @@
-"""`sde workspaces`: the workspace network and its firewall."""
+"""`sde workspaces`: the workspace network and its firewall, the warm pool, work volumes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ pool_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(pool_app)
+work_app = typer.Typer(
+    name="work",
+    help="Work volumes: one fixed-size filesystem per person x project, named NAME-work-ID.",
+    no_args_is_help=True,
+)
+app.add_typer(work_app)
 
 
 def register(root: typer.Typer) -> None:
@@ -74,3 +80,36 @@ def pool_status(
     from sde.workspaces.pool import status
 
     show_fields(status(settings()), as_json)
+
+
+@work_app.command("list")
+def work_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Every work volume with whose it is (its labels) and whether a workspace has it mounted."""
+    from sde.cli.context import settings, show
+    from sde.workspaces import workvolumes
+    from sde.workspaces.network import docker_client
+
+    rows = workvolumes.listing(docker_client(), settings())
+    columns = ["volume", "user", "project", "mounted", "carried_from"]
+    show(rows, columns, as_json, "work volumes")
+
+
+@work_app.command("carry-over")
+def work_carry_over(
+    old: str = typer.Argument(..., help="The old-named volume, NAME-work-USER-PROJECT."),
+    username: str = typer.Argument(..., help="The person it belongs to."),
+    project: str = typer.Argument(..., help="The project it belongs to."),
+) -> None:
+    """Say whose an ambiguous old-named work volume is: copied into theirs, once (audited)."""
+    from sde.cli.context import actor, settings, write
+    from sde.hub import events
+    from sde.workspaces import workvolumes
+    from sde.workspaces.network import docker_client
+
+    s = settings()
+    done = workvolumes.carry_over(docker_client(), s, old, username, project)
+    with write() as session:
+        events.record_work_carried(session, actor(), username, project, old, done.volume)
+    typer.echo(f"{old} carried over into {done.volume} ({username}/{project}); {old} is kept")

@@ -62,6 +62,10 @@ INSTALLATION_LABEL = "org.sde.installation"
 SLOT_LABEL = "org.sde.slot"
 CLAIM_DIR = "/run/sde"
 CLAIM_NAME = "claim.json"
+# Whose a claimed container is (user, project, work id): Docker labels are fixed when a
+# container is created, before anyone claims it. Beside the slot's directories, so
+# outside everything the container sees.
+OWNER_NAME = "owner.json"
 READY = "sde-warmstart: ready"  # printed by sde.warmstart once everything is imported
 COMMAND = ["python3", "-m", "sde.warmstart"]
 # A claimed workspace spends its first seconds starting the server and the
@@ -178,6 +182,10 @@ class Slot:
     def taken(self) -> Path:
         return self.path / "taken"
 
+    @property
+    def owner_file(self) -> Path:
+        return self.path / OWNER_NAME
+
 
 def slot_of(settings: Settings, name: str) -> Slot:
     if not name.isalnum():
@@ -254,7 +262,7 @@ def release(settings: Settings, name: str) -> None:
                 # only a mount that is still there is a failure.
                 if is_mount(target):
                     raise
-    for leftover in (slot.claim_file, slot.ctl / f".{CLAIM_NAME}.tmp", slot.taken):
+    for leftover in (slot.claim_file, slot.ctl / f".{CLAIM_NAME}.tmp", slot.owner_file, slot.taken):
         leftover.unlink(missing_ok=True)
     for path in (slot.data, slot.work, slot.ctl, slot.path):
         with contextlib.suppress(FileNotFoundError):
@@ -447,24 +455,22 @@ class Claimed:
     slot: str
 
 
-def work_volume_path(client: Any, name: str) -> Path:
-    """The host directory of a work volume, created (owned by the workspace user) if new."""
-    import docker
+def owners(settings: Settings) -> dict[str, dict[str, str]]:
+    """Slot name -> whose its claimed container is ({"user", "project", "work"})."""
+    found = {}
+    root = slots_root(settings)
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        try:
+            found[path.name] = json.loads((path / OWNER_NAME).read_text())
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            continue
+    return found
 
-    try:
-        volume = client.volumes.get(name)
-        created = False
-    except docker.errors.NotFound:
-        volume = client.volumes.create(name)
-        created = True
-    path = Path(volume.attrs["Mountpoint"])
-    if created:
-        # What Docker does when it first mounts a new volume over the image's
-        # work directory (owned by the workspace user): copy its ownership.
-        uid, gid = (int(x) for x in hardening.USER.split(":"))
-        os.chown(path, uid, gid)
-        path.chmod(0o755)
-    return path
+
+def _write_owner(slot: Slot, owner: dict[str, str]) -> None:
+    tmp = slot.path / f".{OWNER_NAME}.tmp"
+    tmp.write_text(json.dumps(owner))
+    os.replace(tmp, slot.owner_file)
 
 
 def claim(
@@ -473,12 +479,16 @@ def claim(
     image_id: str,
     container_name: str,
     data_dir: Path,
-    work_volume: str,
+    work_dir: Path,
     server: dict[str, Any],
+    owner: dict[str, str] | None = None,
 ) -> Claimed | None:
     """Turn a ready pool container into this workspace; None when there is none to take.
 
-    `server` is what the waiting process runs: {"env": {...}, "argv": [...], "cwd": ...}.
+    `work_dir` is the work volume's mounted filesystem on the host
+    (sde.workspaces.workvolumes); `server` is what the waiting process runs:
+    {"env": {...}, "argv": [...], "cwd": ...}; `owner` is recorded in the slot for
+    operators and the hub ({"user", "project", "work"}).
     """
     import docker
 
@@ -497,8 +507,10 @@ def claim(
             remove_container(client, settings, container)  # gone meanwhile
             continue
         try:
+            if owner:
+                _write_owner(slot, owner)
             attach(settings, slot, data_dir, slot.data, read_only=True)
-            attach(settings, slot, work_volume_path(client, work_volume), slot.work, False)
+            attach(settings, slot, work_dir, slot.work, False)
             uid, gid = (int(x) for x in hardening.USER.split(":"))
             write_claim(slot, server, uid, gid)
         except Exception:
@@ -634,6 +646,7 @@ def status(settings: Settings) -> dict[str, Any]:
     every = list_containers(client, all=True, filters=_filters(settings))
     unclaimed = pool_containers(client, settings)
     ready = ready_containers(settings, unclaimed)
+    owned = owners(settings)
     root = slots_root(settings)
     try:
         state = json.loads(state_file(settings).read_text())
@@ -651,9 +664,15 @@ def status(settings: Settings) -> dict[str, Any]:
         "image": settings.hub.image,
         "ready": sorted(c.name for c in ready),
         "warming": sorted(c.name for c in unclaimed if c not in ready),
-        "claimed": sorted(c.name for c in every if c not in unclaimed),
+        "claimed": sorted(_claimed(c, owned) for c in every if c not in unclaimed),
         "slots": len(list(root.iterdir())) if root.is_dir() else 0,
     }
+
+
+def _claimed(container: Any, owned: dict[str, dict[str, str]]) -> str:
+    """A claimed container's opaque name, with whose it is (from its slot's record)."""
+    owner = owned.get(container.labels.get(SLOT_LABEL, ""))
+    return f"{container.name} ({owner['user']}/{owner['project']})" if owner else container.name
 
 
 def wait_ready(settings: Settings, timeout: float = 120.0) -> None:
