@@ -17,6 +17,7 @@ want dockerd docker.io
 want docker-compose docker-compose
 want iptables iptables
 want ip iproute2
+want nsenter util-linux
 want debootstrap debootstrap
 want chromium chromium
 want curl curl
