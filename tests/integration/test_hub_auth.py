@@ -293,6 +293,8 @@ def test_hub_start_command_serves_the_login_page(tmp_path):
 
     import httpx
 
+    from sde.hub import localhost
+
     own = make_site(tmp_path / "home")
     own.engine.dispose()
     env = {**os.environ, **own.env}
@@ -302,13 +304,13 @@ def test_hub_start_command_serves_the_login_page(tmp_path):
     )
     try:
         first = proc.stdout.readline().decode() if proc.stdout else ""
-        url = f"http://127.0.0.1:{env['SDE_HUB_PORT']}/"
+        url = f"http://sde.localhost:{env['SDE_HUB_PORT']}/"
         assert first.strip() == f"sde hub: {url}"
         deadline = time.monotonic() + 60
         page = ""
         while time.monotonic() < deadline and not page:
             try:
-                r = httpx.get(url + "hub/login", timeout=2)
+                r = localhost.request("GET", url + "hub/login", timeout=2)
                 page = r.text if r.status_code == 200 else ""
             except httpx.HTTPError:
                 time.sleep(0.2)

@@ -88,7 +88,9 @@ def alice_workspace(site: HubSite) -> Iterator[tuple[HubClient, str]]:
 
 def test_hub_spawn_researcher_queries_project_data_over_kernel_websocket(site, alice_workspace):
     c, server = alice_workspace
-    assert server == "/user/alice/cohort-a/"
+    # On a host of its own, never the hub's (sde.hub.origins).
+    assert server.endswith("/user/alice/cohort-a/")
+    assert server.split("/")[2].startswith("w-") and "alice" not in server.split("/")[2]
     expected = expected_counts(site, "cohort-a")
     assert sum(expected.values()) > 100
     assert query_counts(c, server) == expected
@@ -236,6 +238,16 @@ print(json.dumps({
     assert status["other_server"] == 404
     assert status["new_token"] == 404
     assert status["stop_own_other"] == 404
+
+
+def test_hub_spawn_person_cannot_share_a_workspace_with_anyone(alice_workspace):
+    c, _ = alice_workspace
+    # JupyterHub lets a person share a server (or a share code) by default; here who
+    # enters a project's workspace is the registry's to say.
+    shared = c.api("POST", "/shares/alice/cohort-a", json={"user": "olaf"})
+    code = c.api("POST", "/share-codes/alice/cohort-a", json={})
+    assert (shared.status_code, code.status_code) == (403, 403), (shared.text, code.text)
+    assert c.api("GET", "/user").status_code == 200  # the control: the token works
 
 
 def _server_activity(c: HubClient, project: str) -> datetime:

@@ -89,6 +89,18 @@ class HubSettings:
         "127.0.0.1", "Address the hub's public proxy listens on (loopback by default)."
     )
     port: int = setting(8000, "Port of the hub's public proxy.")
+    public_url: str = setting(
+        "",
+        "URL at which browsers reach the hub, scheme://host[:port]. Each workspace is served "
+        "on a host of its own under it (w-KEY.HOST) and each hub service on NAME--service.HOST, "
+        "so a site needs a wildcard DNS name and certificate for *.HOST. Empty means "
+        "http://sde.localhost:PORT (browsers resolve *.localhost to loopback).",
+    )
+    proxy_api_port: int = setting(
+        0,
+        "Loopback port of the public proxy's own API (the hub adds and removes routes "
+        "through it). 0 means a free port chosen at each start.",
+    )
     api_ip: str = setting(
         "",
         "Address the hub API binds to. Empty means loopback; workspaces reach it only "

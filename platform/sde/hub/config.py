@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
 from sde.hub.credentials import secret_file
+from sde.hub.origins import OriginProxy, origins_for, redirect_handlers, redirect_route
 from sde.hub.store import Store
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -49,12 +50,12 @@ CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:se
 # JupyterHub's `self` less `users:activity`: nobody reports activity to the hub (kernel
 # code, holding the server's token or one its person minted, could claim it for ever);
 # the hub reads it from its proxy. The server token asks for `users:activity!user`
-# (JupyterHub adds it), which the person's role then does not grant.
+# (JupyterHub adds it), which the person's role then does not grant. Less the sharing
+# scopes too: who may enter a project's workspace is the registry's to say, and a
+# person sharing theirs would let someone outside the project see its data.
 USER_SCOPES = [
     "read:users!user",
     "read:users:activity!user",
-    "users:shares!user",
-    "read:shares!user",
     "servers!user",
     "tokens!user",
     "access:servers!user",
@@ -176,6 +177,13 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     hub = settings.hub
 
     c.JupyterHub.bind_url = f"http://{hub.ip}:{hub.port}/"
+    # Each workspace on an origin of its own, the hub and its services on others
+    # (sde.hub.origins).
+    site = origins_for(settings)
+    c.JupyterHub.subdomain_host = site.public_url
+    c.JupyterHub.subdomain_hook = site.subdomain_hook
+    c.JupyterHub.proxy_class = OriginProxy
+    c.JupyterHub.extra_handlers = redirect_handlers(site)
     net = workspace_network(settings)
     api_ip = api_address(settings, net)
     c.JupyterHub.hub_bind_url = f"http://{api_ip}:{hub.api_port}"
@@ -190,11 +198,12 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.JupyterHub.authenticate_prometheus = True
 
     c.ConfigurableHTTPProxy.command = proxy_command()
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{hub.proxy_api_port or free_port()}"
     c.ConfigurableHTTPProxy.auth_token = secret_file(
         state / "proxy-token", secrets.token_hex(32).encode()
     ).decode()
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.extra_routes = redirect_route(site, c.JupyterHub.hub_bind_url)
 
     c.JupyterHub.authenticator_class = hub.authenticator_class or SdeAuthenticator
     if hub.session_hours <= 0:
@@ -243,11 +252,6 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     # copied into the hub this often (workspaces cannot report their own).
     c.JupyterHub.last_activity_interval = hub.activity_seconds
 
-    if net is not None:
-        from sde.workspaces import gate
-
-        # First: the hub waits for it before it runs (and restarts it should it die).
-        c.JupyterHub.services.insert(0, gate.service(settings, service_env(settings)))
     from sde.workspaces import workvolumes
 
     workvolumes.quota_bytes(settings)  # a bad work_quota stops the hub, not a spawn
@@ -256,6 +260,11 @@ def configure(c: Any, settings: Settings | None = None) -> None:
 
         # Work volume mounts a crash left behind, with no workspace using them.
         workvolumes.sweep(docker_client(), settings)
+    if net is not None:
+        from sde.workspaces import gate
+
+        # First: the hub waits for it before it runs (and restarts it should it die).
+        c.JupyterHub.services.insert(0, gate.service(settings, service_env(settings)))
     if net is not None and settings.workspaces.warm_pool:
         c.JupyterHub.services.append(warm_pool_service(settings))
 

@@ -8,9 +8,9 @@ So, with the hub at `hub.public_url` (e.g. http://sde.localhost:8000):
 
 - the hub's pages stay on that host;
 - each workspace, person x project, is served only on a host of its own,
-  `w-<key>.<hub host>`, where `<key>` is an HMAC of (person, project) under a
-  key of the hub: distinct for every pair (no joining of names that could
-  collide), and telling nobody who works on what;
+  `w-<id>.<hub host>`, where `<id>` is the pair's keyed id (sde.workspaces.names,
+  the one its container and work volume are named by): distinct for every pair,
+  and telling nobody who works on what;
 - each hub service (the airlock) on `<name>--service.<hub host>`.
 
 JupyterHub itself knows only one host per *user* (its `subdomain_hook` sees the
@@ -32,13 +32,8 @@ needs no DNS; a site needs a wildcard DNS name and certificate for `*.HOST`
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
-import secrets
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -48,12 +43,11 @@ from tornado import web
 
 from sde.core.config import Settings
 from sde.core.errors import ConfigError
-from sde.hub.credentials import secret_file
+from sde.workspaces import names
 
 REDIRECT_PREFIX = "sde-origin"
 # Workspace hosts start with this; a person's or a service's host never does.
 WORKSPACE_LABEL = "w-"
-KEY_FILE = "origin-key"
 
 
 def public_url(settings: Settings) -> str:
@@ -82,7 +76,7 @@ def public_url(settings: Settings) -> str:
 class Origins:
     """Where the hub, its services and each workspace are served."""
 
-    key: bytes
+    settings: Settings
     public_url: str
 
     @property
@@ -91,10 +85,7 @@ class Origins:
 
     def workspace_host(self, user: str, server: str) -> str:
         """The workspace's host name: distinct for every (user, server) pair."""
-        # Length-prefixed, so that no two pairs hash the same message.
-        message = f"{len(user)}:{user}/{server}".encode()
-        digest = hmac.new(self.key, message, hashlib.sha256).hexdigest()[:24]
-        return f"{WORKSPACE_LABEL}{digest}.{self.domain}"
+        return f"{WORKSPACE_LABEL}{names.workspace_id(self.settings, user, server)}.{self.domain}"
 
     def workspace_url(self, user: str, server: str) -> str:
         """scheme://host[:port] of the workspace."""
@@ -114,14 +105,7 @@ class Origins:
 
 
 def origins_for(settings: Settings) -> Origins:
-    return _origins(settings.home, public_url(settings))
-
-
-@lru_cache(maxsize=8)
-def _origins(home: Path, url: str) -> Origins:
-    path = home / "hub" / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Origins(key=secret_file(path, secrets.token_hex(32).encode()), public_url=url)
+    return Origins(settings, public_url(settings))
 
 
 class OriginRedirect(web.RequestHandler):
@@ -160,7 +144,7 @@ def redirect_route(origins: Origins, hub_url: str) -> dict[str, str]:
     return {f"{origins.domain}/user/": target}
 
 
-class OriginProxy(ConfigurableHTTPProxy):  # type: ignore[misc]
+class OriginProxy(ConfigurableHTTPProxy):
     """configurable-http-proxy, removing each workspace's route by its own host."""
 
     async def delete_user(self, user: Any, server_name: str = "") -> None:

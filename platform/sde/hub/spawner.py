@@ -35,11 +35,13 @@ from typing import Any
 
 import httpx
 from dockerspawner import DockerSpawner
+from jupyterhub.utils import url_escape_path, url_path_join
 from tornado import web
 from traitlets import Unicode, default, validate
 
 from sde.core.errors import SdeError
 from sde.hub import events
+from sde.hub.origins import origins_for
 from sde.hub.store import Store
 from sde.registry.access import access_decision
 from sde.workspaces import hardening, names, pool, routes, workvolumes
@@ -69,6 +71,15 @@ class WorkspaceSpawner(DockerSpawner):
     _data_dir: Path | None = None
     _lapsed: list[str] | None = None
     _work: workvolumes.Mounted | None = None
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self.name:
+            # Served on a host of its own, not the hub's (sde.hub.origins).
+            site = origins_for(self.store.settings)
+            path = url_path_join(self.user.base_url, url_escape_path(self.name), "/")
+            self.proxy_spec = site.workspace_spec(self.user.name, self.name, path)
+            self.public_url = site.workspace_url(self.user.name, self.name) + path
 
     @cached_property
     def store(self) -> Store:
