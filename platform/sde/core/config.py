@@ -19,12 +19,42 @@ from pathlib import Path
 from typing import Any
 
 from sde.core.errors import ConfigError
+from sde.core.validators import (
+    Check,
+    absolute_path,
+    at_least,
+    ipv4_subnet,
+    ipv4_subnet_of,
+    length,
+    more_than,
+    positive_number,
+    size,
+    web_origin,
+)
 
 
-def setting(default: Any, help: str) -> Any:
+def setting(default: Any, help: str, check: Check | None = None) -> Any:
+    """A setting's one declaration: default, help text and the check `load_settings` runs."""
+    metadata = {"help": help, "check": check}
     if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _not_the_bridge(value: str, settings: Settings) -> str | None:
+    """The hub API never on the bridge address (only the API gate listens there) nor 0.0.0.0."""
+    if not value or not settings.hub.docker:
+        return None
+    try:
+        gateway = str(ipv4_subnet_of(settings.workspaces.subnet).network_address + 1)
+    except ValueError:
+        gateway = None  # workspaces.subnet's own check says what is wrong with it
+    if value not in (gateway, "0.0.0.0"):
+        return None
+    return (
+        f"{value} would put the hub API on the workspace bridge address, where only the "
+        "API gate may listen; leave it empty (loopback)"
+    )
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,7 @@ class DataSettings:
         "Counts of people below this may be disclosive: what researchers see of "
         "provisioning (the manifest.json in a workspace's /data) shows them as '<N'. The "
         "exact figures stay in the project.provision audit event. At least 1.",
+        at_least(1),
     )
 
 
@@ -95,6 +126,7 @@ class HubSettings:
         "on a host of its own under it (w-KEY.HOST) and each hub service on NAME--service.HOST, "
         "so a site needs a wildcard DNS name and certificate for *.HOST. Empty means "
         "http://sde.localhost:PORT (browsers resolve *.localhost to loopback).",
+        web_origin,
     )
     proxy_api_port: int = setting(
         0,
@@ -106,6 +138,7 @@ class HubSettings:
         "Address the hub API binds to. Empty means loopback; workspaces reach it only "
         "through the API gate on the workspace bridge address, which forwards only what "
         "a workspace's server needs. Never the bridge address or 0.0.0.0.",
+        _not_the_bridge,
     )
     api_port: int = setting(8081, "Port of the hub API.")
     image: str = setting("sde-workspace:latest", "Docker image of researcher workspaces.")
@@ -115,7 +148,9 @@ class HubSettings:
         "(NAME-ws-ID) and work volumes (NAME-work-ID); see [workspaces] names_key.",
     )
     mem_limit: str = setting("4G", "Memory limit of one workspace container.")
-    cpu_limit: str = setting("1.0", "CPU limit of one workspace container (cores).")
+    cpu_limit: str = setting(
+        "1.0", "CPU limit of one workspace container (cores).", positive_number("cores")
+    )
     idle_timeout: int = setting(
         3600, "Seconds of inactivity after which a workspace is stopped by the idle culler."
     )
@@ -124,6 +159,7 @@ class HubSettings:
         "Seconds between the hub's readings of each workspace's last activity from its "
         "proxy (the person's browser traffic), which the idle culler goes by; a workspace's "
         "own reports of activity are refused. Less than idle_timeout.",
+        at_least(1, below="hub.idle_timeout"),
     )
     max_failures: int = setting(
         5, "Failed sign-ins in a row (password or code) after which an account is locked."
@@ -133,6 +169,7 @@ class HubSettings:
         12,
         "Hours a sign-in lasts before the person signs in again (the hub's cookie and "
         "the workspaces' OAuth tokens).",
+        more_than(0),
     )
     totp_key: str = setting(
         "",
@@ -168,11 +205,13 @@ class WorkspacesSettings:
         "sde-ws0",
         "Name of the network's bridge interface on the host (at most 15 characters); the "
         "host firewall rules match on it.",
+        length(1, 15),
     )
     subnet: str = setting(
         "10.213.0.0/24",
         "IPv4 subnet of the workspace network; its first address is the bridge (gateway) "
         "address, where the hub API and the airlock API listen for workspaces.",
+        ipv4_subnet(min_addresses=4),
     )
     airlock_port: int = setting(
         8082,
@@ -190,12 +229,14 @@ class WorkspacesSettings:
         "Workspace containers kept started and waiting, with nothing of anyone in them, so "
         "that a spawn takes one (about 0.3 s) instead of starting a container (about 2.5 s). "
         "Needs the hub to run as root on the Docker host; 0 turns the pool off.",
+        at_least(0),
     )
     access_check_seconds: int = setting(
         30,
         "Seconds between checks that a running workspace's access still holds "
         "(accreditation, training, project dates and status, membership); a workspace "
         "whose access has lapsed is stopped at the next check and the lapse audited.",
+        at_least(1),
     )
     pool_dir: str = setting(
         "/run/sde",
@@ -204,12 +245,14 @@ class WorkspacesSettings:
         "mounted while a workspace uses it (NAME/work/ID). Runtime state, kept out of "
         "SDE_HOME so that a backup or clean-up of SDE_HOME never walks into a running "
         "workspace.",
+        absolute_path,
     )
     work_quota: str = setting(
         "10G",
         "Size of each work volume (person x project): a fixed-size ext4 filesystem of its "
         "own, so that writes stop with ENOSPC there and nothing else fills up. A number "
         "with K, M, G or T; at least 16M. Applies to work volumes created from then on.",
+        size(minimum="16M"),
     )
     names_key: str = setting(
         "",
@@ -251,6 +294,14 @@ class Settings:
     @property
     def pseudonym_key_path(self) -> Path:
         return Path(self.data.pseudonym_key or self.home / "keys" / "pseudonym.key")
+
+    @property
+    def totp_key_path(self) -> Path:
+        return Path(self.hub.totp_key or self.home / "keys" / "hub-totp.key")
+
+    @property
+    def names_key_path(self) -> Path:
+        return Path(self.workspaces.names_key or self.home / "keys" / "workspace-names.key")
 
     @property
     def datasets_dir(self) -> Path:
@@ -346,7 +397,21 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             if env_name in env:
                 values[f.name] = _coerce(env[env_name], default, env_name)
         sections[section] = cls(**values)
-    return Settings(home=home, config_file=config_file, **sections)
+    settings = Settings(home=home, config_file=config_file, **sections)
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    """Run every setting's declared check; the first problem, named section.name, is raised."""
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            check = f.metadata["check"]
+            if check is None:
+                continue
+            problem = check(getattr(getattr(settings, section), f.name), settings)
+            if problem:
+                raise ConfigError(f"{section}.{f.name}: {problem}")
 
 
 def settings_reference() -> str:
