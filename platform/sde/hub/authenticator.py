@@ -39,6 +39,7 @@ from traitlets import Integer, Unicode, default
 
 from sde.hub import credentials as creds
 from sde.hub import throttle
+from sde.hub.roles import OPERATOR_ROLE
 from sde.hub.store import Store
 
 ENROL_TICKET = "sde-totp-enrolment"
@@ -306,8 +307,6 @@ class SdeAuthenticator(Authenticator):
     def _sync_operator_role(self, user: Any, operator: bool) -> None:
         """The hub's operator role follows the registry's, not only at hub start."""
         from jupyterhub import roles
-
-        from sde.hub.config import OPERATOR_ROLE
 
         has = any(r.name == OPERATOR_ROLE for r in user.orm_user.roles)
         if operator and not has:

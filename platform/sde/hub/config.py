@@ -33,34 +33,17 @@ from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
 from sde.hub.credentials import secret_file
 from sde.hub.origins import OriginProxy, origins_for, redirect_handlers, redirect_route
+from sde.hub.roles import (
+    CULLER_SCOPES,
+    OPERATOR_ROLE,
+    OPERATOR_SCOPES,
+    SERVER_TOKEN_SCOPES,
+    USER_SCOPES,
+)
 from sde.hub.store import Store
 
 TEMPLATES = Path(__file__).with_name("templates")
 CONFIG_FILE = Path(__file__).with_name("jupyterhub_config.py")
-OPERATOR_ROLE = "sde-operator"
-OPERATOR_SCOPES = [
-    "list:users",
-    "read:users",
-    "read:users:activity",
-    "read:servers",
-    "delete:servers",
-    "read:metrics",
-]
-CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-# JupyterHub's `self` less `users:activity`: nobody reports activity to the hub (kernel
-# code, holding the server's token or one its person minted, could claim it for ever);
-# the hub reads it from its proxy. The server token asks for `users:activity!user`
-# (JupyterHub adds it), which the person's role then does not grant. Less the sharing
-# scopes too: who may enter a project's workspace is the registry's to say, and a
-# person sharing theirs would let someone outside the project see its data.
-USER_SCOPES = [
-    "read:users!user",
-    "read:users:activity!user",
-    "servers!user",
-    "tokens!user",
-    "access:servers!user",
-]
-SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user"]
 
 
 def hub_dir(settings: Settings) -> Path:
