@@ -78,3 +78,67 @@ def test_config_docs_file_is_current():
     assert doc.read_text() == settings_reference() + "\n", (
         "regenerate with: sde config docs > docs/configuration.md"
     )
+
+
+# A value each declared check refuses (one per checked setting: a new check needs one here).
+REFUSED = {
+    "data.small_count_threshold": "0",
+    "hub.public_url": "http://127.0.0.1:8000",
+    "hub.api_ip": "0.0.0.0",
+    "hub.cpu_limit": "lots",
+    "hub.activity_seconds": "3600",
+    "hub.session_hours": "0",
+    "workspaces.bridge": "a-very-long-bridge-name",
+    "workspaces.subnet": "10.213.0.0/31",
+    "workspaces.warm_pool": "-1",
+    "workspaces.access_check_seconds": "0",
+    "workspaces.pool_dir": "run/sde",
+    "workspaces.work_quota": "8M",
+}
+
+
+def _env(tmp_path: Path, dotted: str) -> dict[str, str]:
+    return {"SDE_HOME": str(tmp_path), f"SDE_{dotted.replace('.', '_')}".upper(): REFUSED[dotted]}
+
+
+def test_config_every_check_has_a_refused_value():
+    from dataclasses import fields
+
+    checked = {
+        f"{section}.{f.name}"
+        for section, cls in SECTIONS.items()
+        for f in fields(cls)
+        if f.metadata["check"] is not None
+    }
+    assert checked == set(REFUSED)
+
+
+@pytest.mark.parametrize("dotted", sorted(REFUSED))
+def test_config_check_message_names_its_setting(tmp_path, dotted):
+    assert load_settings({"SDE_HOME": str(tmp_path)})  # the defaults pass every check
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env(tmp_path, dotted))
+    message = str(info.value)
+    assert message.startswith(f"{dotted}: ") and "\n" not in message
+
+
+@pytest.mark.parametrize("dotted", ["hub.session_hours", "hub.activity_seconds", "hub.api_ip"])
+def test_config_show_refuses_what_the_hub_refuses(tmp_path, monkeypatch, capsys, dotted):
+    from traitlets.config import Config
+
+    from sde.cli import context
+    from sde.hub.config import configure
+    from tests.support.cli import run_sde
+
+    for name, value in _env(tmp_path, dotted).items():
+        monkeypatch.setenv(name, value)
+    context.reset()
+    try:
+        result = run_sde(capsys, "config", "show")
+    finally:
+        context.reset()
+    with pytest.raises(ConfigError) as hub:
+        configure(Config())
+    assert str(hub.value).startswith(f"{dotted}: ")
+    assert (result.code, result.err) == (2, f"error: {hub.value}\n")
+    assert not (tmp_path / "hub").exists()  # refused before the hub wrote anything

@@ -45,9 +45,8 @@ def test_gate_refuses_everything_else(method: str, path: str) -> None:
 
 @pytest.mark.parametrize("ip", ["10.213.0.1", "0.0.0.0"])
 def test_gate_hub_api_on_the_bridge_address_is_a_config_error(tmp_path, ip: str) -> None:
-    settings = load_settings(env={"SDE_HOME": str(tmp_path), "SDE_HUB_API_IP": ip})
     with pytest.raises(ConfigError, match=r"hub\.api_ip"):
-        gate.hub_url(settings)
+        gate.hub_url(load_settings(env={"SDE_HOME": str(tmp_path), "SDE_HUB_API_IP": ip}))
 
 
 def test_gate_hub_api_defaults_to_loopback_and_workspaces_get_the_gate(tmp_path) -> None:

@@ -80,15 +80,14 @@ def test_workspace_options_swap_limit_equals_memory_limit(tmp_path: Path) -> Non
 
 
 def test_workspace_options_bad_cpu_limit_is_a_clear_error(tmp_path: Path) -> None:
-    s = settings(tmp_path, SDE_HUB_CPU_LIMIT="lots")
+    # Refused by load_settings, before any workspace's options are made.
     with pytest.raises(ConfigError, match=r"hub\.cpu_limit"):
-        hardening.workspace_options("/d", "v", s)
+        hardening.workspace_options("/d", "v", settings(tmp_path, SDE_HUB_CPU_LIMIT="lots"))
 
 
 def test_workspace_network_bad_subnet_is_a_clear_error(tmp_path: Path) -> None:
-    s = settings(tmp_path, SDE_WORKSPACES_SUBNET="10.213.0.300/24")
     with pytest.raises(ConfigError, match=r"workspaces\.subnet"):
-        network.gateway_of(s.workspaces)
+        network.gateway_of(settings(tmp_path, SDE_WORKSPACES_SUBNET="10.213.0.300/24").workspaces)
 
 
 def test_workspace_firewall_rules_allow_only_listed_ports_on_the_gateway() -> None:

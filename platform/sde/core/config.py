@@ -252,7 +252,7 @@ class WorkspacesSettings:
         "Size of each work volume (person x project): a fixed-size ext4 filesystem of its "
         "own, so that writes stop with ENOSPC there and nothing else fills up. A number "
         "with K, M, G or T; at least 16M. Applies to work volumes created from then on.",
-        size(minimum="16M"),
+        size(minimum="16M"),  # ext4's own metadata takes a few MB
     )
     names_key: str = setting(
         "",

@@ -128,15 +128,6 @@ def warm_pool_service(settings: Settings) -> dict[str, Any]:
     """The managed service that keeps the warm pool full (sde.workspaces.pool)."""
     from sde.workspaces import pool
 
-    if settings.workspaces.warm_pool < 0:
-        raise ConfigError(
-            f"workspaces.warm_pool: must be 0 or more, got {settings.workspaces.warm_pool}"
-        )
-    if not os.path.isabs(settings.workspaces.pool_dir):
-        # Docker resolves bind sources against its own working directory, not ours.
-        raise ConfigError(
-            f"workspaces.pool_dir: must be an absolute path, got {settings.workspaces.pool_dir!r}"
-        )
     pool.prepare_host(settings)
     return {
         "name": "warm-pool",
@@ -189,8 +180,6 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.ConfigurableHTTPProxy.extra_routes = redirect_route(site, c.JupyterHub.hub_bind_url)
 
     c.JupyterHub.authenticator_class = hub.authenticator_class or SdeAuthenticator
-    if hub.session_hours <= 0:
-        raise ConfigError(f"hub.session_hours: must be more than 0, got {hub.session_hours}")
     c.JupyterHub.cookie_max_age_days = hub.session_hours / 24
     # The account is asked again this often (and before every spawn); API tokens are
     # refused too while it does not hold (SdeAuthenticator.refresh_user).
@@ -200,9 +189,7 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.Authenticator.admin_users = set()
     c.SdeAuthenticator.max_failures = hub.max_failures
     c.SdeAuthenticator.lockout_seconds = hub.lockout_seconds
-    c.SdeAuthenticator.totp_key_path = str(
-        Path(hub.totp_key or settings.home / "keys" / "hub-totp.key")
-    )
+    c.SdeAuthenticator.totp_key_path = str(settings.totp_key_path)
 
     c.JupyterHub.load_roles = [
         {"name": "user", "scopes": USER_SCOPES},
@@ -226,19 +213,12 @@ def configure(c: Any, settings: Settings | None = None) -> None:
             ],
         }
     ]
-    if not 1 <= hub.activity_seconds < hub.idle_timeout:
-        raise ConfigError(
-            "hub.activity_seconds: must be 1 or more and less than hub.idle_timeout "
-            f"({hub.idle_timeout}), got {hub.activity_seconds}"
-        )
     # What the culler reads is the proxy's record of each route's last request,
     # copied into the hub this often (workspaces cannot report their own).
     c.JupyterHub.last_activity_interval = hub.activity_seconds
 
-    from sde.workspaces import workvolumes
-
-    workvolumes.quota_bytes(settings)  # a bad work_quota stops the hub, not a spawn
     if net is not None:
+        from sde.workspaces import workvolumes
         from sde.workspaces.network import docker_client
 
         # Work volume mounts a crash left behind, with no workspace using them.
@@ -257,11 +237,6 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     # No Jupyter configuration from the home directory: a researcher cannot undo
     # the workspace's own settings (e.g. bring the download commands back).
     c.Spawner.disable_user_config = True
-    if settings.workspaces.access_check_seconds < 1:
-        raise ConfigError(
-            "workspaces.access_check_seconds: must be 1 or more, got "
-            f"{settings.workspaces.access_check_seconds}"
-        )
     # Each poll also asks the registry whether access still holds (WorkspaceSpawner.poll).
     c.Spawner.poll_interval = settings.workspaces.access_check_seconds
     c.Spawner.start_timeout = 180

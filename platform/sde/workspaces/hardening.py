@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from sde.core.config import Settings, load_settings
-from sde.core.errors import ConfigError
 from sde.workspaces import seccomp
 from sde.workspaces.network import dns_servers
 
@@ -115,18 +114,6 @@ def create_kwargs() -> dict[str, Any]:
     return {"user": USER, "working_dir": WORK_DIR}
 
 
-def cpu_limit(settings: Settings) -> float:
-    try:
-        value = float(settings.hub.cpu_limit)
-    except ValueError:
-        raise ConfigError(
-            f"hub.cpu_limit: expected a number of cores, got {settings.hub.cpu_limit!r}"
-        ) from None
-    if value <= 0:
-        raise ConfigError(f"hub.cpu_limit: must be positive, got {settings.hub.cpu_limit!r}")
-    return value
-
-
 def workspace_options(
     data_dir: str | Path, work_volume: str, settings: Settings | None = None
 ) -> dict[str, Any]:
@@ -139,7 +126,7 @@ def workspace_options(
         "volumes": {work_volume: WORK_DIR},
         "read_only_volumes": {str(data_dir): DATA_DIR},
         "mem_limit": settings.hub.mem_limit,
-        "cpu_limit": cpu_limit(settings),
+        "cpu_limit": float(settings.hub.cpu_limit),  # checked by load_settings
     }
 
 
