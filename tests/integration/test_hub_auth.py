@@ -269,7 +269,7 @@ def test_hub_state_files_are_private(site):
     hub_dir = Path(site.settings.home) / "hub"
     for name in ("jupyterhub_cookie_secret", "proxy-token"):
         assert (hub_dir / name).stat().st_mode & 0o077 == 0, name
-    key = Path(site.settings.home) / "keys" / "hub-totp.key"
+    key = site.settings.totp_key_path
     assert key.stat().st_mode & 0o077 == 0
 
 

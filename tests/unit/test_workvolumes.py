@@ -43,4 +43,4 @@ def test_workspace_names_are_keyed_by_the_installation(tmp_path):
     one, other = _settings(tmp_path / "one"), _settings(tmp_path / "other")
     assert names.container_name(one, *PAIR[0]) == names.container_name(one, *PAIR[0])
     assert names.container_name(one, *PAIR[0]) != names.container_name(other, *PAIR[0])
-    assert names.names_key_path(one).stat().st_mode & 0o077 == 0
+    assert one.names_key_path.stat().st_mode & 0o077 == 0

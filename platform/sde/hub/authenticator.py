@@ -164,9 +164,7 @@ class SdeAuthenticator(Authenticator):
 
     @cached_property
     def cipher(self) -> Any:
-        hub = self.store.settings
-        path = self.totp_key_path or hub.hub.totp_key or hub.home / "keys" / "hub-totp.key"
-        return creds.totp_cipher(Path(path))
+        return creds.totp_cipher(Path(self.totp_key_path or self.store.settings.totp_key_path))
 
     def get_handlers(self, app: Any) -> list[tuple[str, type]]:
         return [("/login", SdeLoginHandler)]

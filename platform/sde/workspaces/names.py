@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import secrets
-from pathlib import Path
 
 from sde.core.config import Settings
 
@@ -35,15 +34,11 @@ WORK_LABEL = "org.sde.work"  # the keyed id, on containers and their work volume
 ID_HEX = 32
 
 
-def names_key_path(settings: Settings) -> Path:
-    return Path(settings.workspaces.names_key or settings.home / "keys" / "workspace-names.key")
-
-
 def names_key(settings: Settings) -> bytes:
     """The installation's naming key, created on first use (0600, beside the other keys)."""
     from sde.hub.credentials import secret_file
 
-    return secret_file(names_key_path(settings), secrets.token_hex(32).encode())
+    return secret_file(settings.names_key_path, secrets.token_hex(32).encode())
 
 
 def workspace_id(settings: Settings, username: str, project: str) -> str:
