@@ -23,11 +23,11 @@ SIZE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _SIZE = re.compile(r"\s*(\d+)\s*([KMGT]?)B?\s*", re.I)
 
 
-def parse_size(raw: str) -> int | None:
-    """Bytes of a size such as 10G, 512M or 1t; None when it is not one."""
+def parse_size(raw: str) -> int:
+    """Bytes of a size such as 10G, 512M or 1t; ValueError when it is not one."""
     found = _SIZE.fullmatch(raw)
     if not found:
-        return None
+        raise ValueError(f"not a size: {raw!r}")
     return int(found.group(1)) * SIZE_UNITS[found.group(2).upper()]
 
 
@@ -69,7 +69,7 @@ def positive_number(what: str) -> Check:
             number = float(value)
         except ValueError:
             return f"expected a number of {what}, got {value!r}"
-        return None if number > 0 else f"must be positive, got {value!r}"
+        return f"must be positive, got {value!r}" if number <= 0 else None
 
     return check
 
@@ -82,11 +82,11 @@ def absolute_path(value: str, settings: Any) -> str | None:
 def size(minimum: str) -> Check:
     """A size with an optional K, M, G or T (powers of 1024), at least `minimum`."""
     least = parse_size(minimum)
-    assert least is not None, minimum
 
     def check(value: str, settings: Any) -> str | None:
-        found = parse_size(value)
-        if found is None:
+        try:
+            found = parse_size(value)
+        except ValueError:
             return f"expected a size such as 10G or 512M, got {value!r}"
         return None if found >= least else f"must be at least {minimum}, got {value!r}"
 
