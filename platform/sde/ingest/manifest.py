@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sde.core.errors import SdeError
-from sde.ingest.source import sha256_file
+from sde.core.files import sha256_file
 
 MANIFEST = "manifest.json"
 

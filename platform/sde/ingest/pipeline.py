@@ -24,6 +24,7 @@ from sqlalchemy import Engine
 from sde.core.config import Settings
 from sde.core.db import transaction
 from sde.core.errors import SdeError
+from sde.core.files import sha256_file
 from sde.deid import pseudonyms as ps
 from sde.ingest import kanon, manifest, optout, plan, publish, validation
 from sde.ingest.source import (
@@ -34,7 +35,6 @@ from sde.ingest.source import (
     check_parquet_schema,
     locate,
     one,
-    sha256_file,
     stage,
 )
 from sde.registry import validate

@@ -11,7 +11,6 @@ types.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,14 +78,6 @@ class SourceFile:
     format: str  # "csv" or "parquet"
     sha256: str = ""
     bytes: int = 0
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def locate(source: Path) -> tuple[dict[str, SourceFile], list[Problem]]:

@@ -22,11 +22,11 @@ arguments for tools and tests that start a workspace without the hub.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from sde.core.config import Settings, load_settings
+from sde.core.files import write_atomic
 from sde.workspaces import seccomp
 from sde.workspaces.network import dns_servers
 
@@ -71,10 +71,7 @@ def publish_jupyter_config(settings: Settings) -> Path:
         while folder != target.parent.parent:
             folder.chmod(0o755)
             folder = folder.parent
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        tmp.chmod(0o644)
-        os.replace(tmp, dest)
+        write_atomic(dest, data, mode=0o644)
     return target
 
 
