@@ -18,6 +18,7 @@ to their cells.
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from bisect import bisect_right
@@ -44,20 +45,9 @@ CALIBRATE_CHARS = 200_000
 # earlier tag in this list.
 TAG_PRIORITY = ("NHS_NUMBER", "EMAIL", "PHONE", "NINO", "POSTCODE", "DATE", "ADDRESS", "PERSON")
 
-_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+# A separator or an English month name (calendar's names follow LC_TIME, which sde
+# never sets: the C locale's English).
+_DATE_MARK = re.compile(r"[/.\-]|" + "|".join(calendar.month_name[1:]))
 _POSTCODE = re.compile(r"^[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}$", re.IGNORECASE)
 _PHONE_OR_NUMBER = re.compile(r"^[\d\s\-+()]+$")
 
@@ -89,7 +79,7 @@ def classify(term: str) -> str:
     if _PHONE_OR_NUMBER.match(term) and len(digits) >= 9:
         return "NHS_NUMBER" if nhs_valid(digits) else "PHONE"
     if any(c.isdigit() for c in term):
-        if re.search(r"\d{4}", term) and re.search(r"[/.\-]|" + "|".join(_MONTHS), term):
+        if re.search(r"\d{4}", term) and _DATE_MARK.search(term):
             return "DATE"
         return "ADDRESS"
     return "PERSON"
@@ -97,7 +87,7 @@ def classify(term: str) -> str:
 
 def date_variants(d: date) -> list[str]:
     """The ways a date of birth is commonly written in UK notes."""
-    month = _MONTHS[d.month - 1]
+    month = calendar.month_name[d.month]
     suffix = "th" if 11 <= d.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(d.day % 10, "th")
     return [
         f"{d.day:02d}/{d.month:02d}/{d.year}",

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
+import calendar
 import random
 from dataclasses import dataclass, field
 from datetime import date
 
 from sde.synth import vocab
-
-MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 
 @dataclass
@@ -83,11 +69,11 @@ def date_format(d: date, r: random.Random) -> str:
     if style == 4:
         return d.isoformat()
     if style == 5:
-        return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
+        return f"{d.day} {calendar.month_name[d.month]} {d.year}"
     if style == 6:
-        return f"{d.day} {MONTHS[d.month - 1][:3]} {d.year}"
+        return f"{d.day} {calendar.month_name[d.month][:3]} {d.year}"
     suffix = "th" if 11 <= d.day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(d.day % 10, "th")
-    return f"{d.day}{suffix} {MONTHS[d.month - 1]} {d.year}"
+    return f"{d.day}{suffix} {calendar.month_name[d.month]} {d.year}"
 
 
 def phone_format(phone: str, r: random.Random) -> str:
