@@ -1,7 +1,7 @@
 """Project data for workspace tests, made the way the platform makes it.
 
 Synthesise a small population, ingest it, grant it to the project and
-provision the project (`sde.ingest.demo.build_demo_data`, the chain `sde demo`
+provision the project (`sde.demo.data.build_demo_data`, the chain `sde demo`
 runs), so a workspace sees exactly what `sde projects provision` produces.
 """
 
@@ -21,7 +21,7 @@ print(json.dumps(dict(con.sql({COUNT_BY_SEX!r}).fetchall())))
 
 
 def provision_project(site: HubSite, slug: str) -> None:
-    from sde.ingest.demo import build_demo_data
+    from sde.demo.data import build_demo_data
 
     build_demo_data(site.settings, site.engine, slug, persons=PERSONS, actor="test:operator")
 

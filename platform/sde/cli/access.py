@@ -44,3 +44,7 @@ def check(
             console.print(f"  - {reason}")
     if not decision.allowed:
         raise typer.Exit(1)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

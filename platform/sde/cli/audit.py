@@ -78,3 +78,7 @@ def log_cmd(
         return
     rows = [{**e, "details": json.dumps(e["details"], ensure_ascii=False)[:80]} for e in events]
     show(rows, ["seq", "ts", "actor", "action", "target", "project", "details"], False, "Audit log")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

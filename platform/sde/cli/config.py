@@ -33,3 +33,7 @@ def show() -> None:
 def docs() -> None:
     """Print the Markdown reference of every setting."""
     print(settings_reference())
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

@@ -96,3 +96,7 @@ def revoke(
     with write() as session:
         service.revoke_grant(session, actor(), slug=project, dataset=dataset, version=version)
     console.print(f"revoked {project}'s grant on {dataset}@{version}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

@@ -25,3 +25,7 @@ def status() -> None:
     eng = get_engine(settings())
     console.print(f"database: {eng.url.render_as_string(hide_password=True)}")
     console.print(f"revisions: {', '.join(sorted(current_revisions(eng))) or '(empty)'}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

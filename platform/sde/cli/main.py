@@ -1,19 +1,39 @@
 """Entry point of the `sde` command.
 
-Each command group lives in its own module and is attached here. Errors a user
-can fix (`SdeError`) print one line and exit 2; usage errors exit 2 as well.
+Each command group lives with its component and is declared in the `sde.cli`
+entry-point group as a `register(app)` function, which attaches its commands to
+the root command. Errors a user can fix (`SdeError`) print one line and exit 2;
+usage errors exit 2 as well.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib.metadata import entry_points
 
 import click
 import typer
+from typer.core import TyperGroup
 
 from sde.core.errors import SdeError
 
+# The entry-point group of sde's command groups: NAME = "sde.PORTION.MODULE:register".
+COMMANDS = "sde.cli"
+
+
+class Commands(TyperGroup):
+    """The root command, listing its commands by name.
+
+    Entry points come in no order a component can choose, so help lists them
+    alphabetically rather than in whatever order they happened to be attached.
+    """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands)
+
+
 app = typer.Typer(
+    cls=Commands,
     name="sde",
     help="sde: an open secure data environment. Run `sde COMMAND --help` for details.",
     no_args_is_help=True,
@@ -22,38 +42,17 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    # Imported here so that `sde --help` stays one import away from every group.
-    from sde.cli import access, audit, config, datasets, db, demo, people, projects
+def register_commands(root: typer.Typer) -> None:
+    """Attach every command group declared in the `sde.cli` entry-point group.
 
-    for module in (people, projects, datasets, access, audit, db, config):
-        app.add_typer(module.app)
-    demo.register(app)
-    for register in _plugin_registrars():
-        register(app)
-
-
-def _plugin_registrars() -> list:
-    """Command groups contributed by other sde portions (data, hub, airlock)."""
-    registrars = []
-    for name in (
-        "sde.synth.cli",
-        "sde.ingest.cli",
-        "sde.provision.cli",
-        "sde.hub.cli",
-        "sde.workspaces.cli",
-    ):
-        try:
-            module = __import__(name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        registrars.append(module.register)
-    return registrars
+    Each component declares its own (pyproject.toml), so a new one (the airlock,
+    Keycloak sign-in) plugs in without an edit here.
+    """
+    for entry_point in entry_points(group=COMMANDS):
+        entry_point.load()(root)
 
 
-_register()
+register_commands(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -162,3 +162,7 @@ def show_person(
     with read() as session:
         row = person_row(service.get_person(session, username))
     show([row], list(row), as_json, username)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

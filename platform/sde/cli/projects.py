@@ -187,15 +187,5 @@ def show_project(
     show([row], list(row), as_json, slug)
 
 
-def _attach_provisioning() -> None:
-    # Provisioning lives with the data pipeline; it adds `sde projects provision`.
-    try:
-        from sde.provision.cli import add_commands
-    except ModuleNotFoundError as exc:
-        if exc.name in ("sde", "sde.provision", "sde.provision.cli"):
-            return
-        raise
-    add_commands(app)
-
-
-_attach_provisioning()
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)

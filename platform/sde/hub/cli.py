@@ -94,7 +94,7 @@ def show(
 def demo_code(username: str = typer.Argument(..., help="A demo account.")) -> None:
     """Current authenticator code of a demo account (demo accounts only)."""
     from sde.cli.context import settings
-    from sde.hub.demo import current_code
+    from sde.demo.accounts import current_code
 
     print(current_code(settings(), username))
 

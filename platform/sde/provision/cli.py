@@ -73,10 +73,9 @@ def catalogue_command(
         raise SdeError(str(exc)) from None
 
 
-def add_commands(app: typer.Typer) -> None:
-    """Attach `provision` to the `sde projects` group."""
-    app.command("provision")(provision_command)
-
-
 def register(app: typer.Typer) -> None:
+    # `sde projects provision` lives with provisioning, beside the registry's commands.
+    from sde.cli.projects import app as projects_app
+
+    projects_app.command("provision")(provision_command)
     app.add_typer(data_app)

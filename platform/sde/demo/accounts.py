@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import NotFound
+from sde.demo import DEMO_ACTOR
+from sde.demo.registry import DEMO_PEOPLE
 from sde.hub import credentials as creds
-
-DEMO_ACTOR = "demo:seed"
 
 
 def accounts_file(settings: Settings) -> Path:
@@ -45,8 +45,6 @@ def prepare_demo_accounts(
 
     Idempotent: accounts already prepared keep their password and secret.
     """
-    from sde.cli.demo import DEMO_PEOPLE
-
     settings = settings or load_settings()
     names = usernames or [p[0] for p in DEMO_PEOPLE]
     path = accounts_file(settings)

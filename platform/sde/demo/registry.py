@@ -1,22 +1,15 @@
-"""`sde demo`: a demonstration registry (and, as the platform grows, data and services).
-
-Idempotent: running it again reuses what exists.
-"""
+"""The demo registry: accredited people with their roles and one active project."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import typer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sde.cli.context import console, settings, write
+from sde.demo import DEMO_ACTOR, DEMO_PROJECT
 from sde.registry import service
 from sde.registry.models import Person, Project
-
-DEMO_ACTOR = "demo:seed"
-DEMO_PROJECT = "diabetes-outcomes"
 
 # username, full name, global roles, project role in the demo project
 DEMO_PEOPLE: list[tuple[str, str, tuple[str, ...], str | None]] = [
@@ -73,36 +66,3 @@ def seed_registry(session: Session) -> list[str]:
                 service.add_member(session, DEMO_ACTOR, DEMO_PROJECT, username, project_role)
         made.append(f"project {DEMO_PROJECT} (active)")
     return made
-
-
-def demo(
-    persons: int = typer.Option(10_000, "--persons", help="Synthetic persons for the demo data."),
-    no_hub: bool = typer.Option(
-        False, "--no-hub", help="Prepare the demo accounts but do not start the hub."
-    ),
-) -> None:
-    """Seed a demonstration registry and print what is there."""
-    console.print(f"SDE_HOME: {settings().home}")
-    with write() as session:
-        made = seed_registry(session)
-    for item in made:
-        console.print(f"created {item}")
-    if not made:
-        console.print("demo registry already present")
-    from sde.cli.context import engine
-    from sde.ingest.cli import progress_bars
-    from sde.ingest.demo import build_demo_data
-
-    # Synthesise, ingest, grant and provision the demo project's data (idempotent).
-    with progress_bars() as hook:
-        for item in build_demo_data(settings(), engine(), DEMO_PROJECT, persons, progress=hook):
-            console.print(item)
-    console.print("people: " + ", ".join(p[0] for p in DEMO_PEOPLE))
-    console.print(f"try: sde access check alice {DEMO_PROJECT}")
-    from sde.hub.demo import demo_hub
-
-    demo_hub(settings(), start=not no_hub)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)

@@ -1,4 +1,7 @@
-"""Demo data for `sde demo`: synthesise, ingest, grant and provision, each step only once."""
+"""Demo data for `sde demo`: synthesise, ingest, grant and provision, each step only once.
+
+The workspace tests make their projects' data the same way (tests/support/hub_data.py).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from sqlalchemy import Engine, select
 
 from sde.core.config import Settings
 from sde.core.db import transaction
+from sde.demo import DEMO_ACTOR
 from sde.hub.store import Store
 from sde.registry import service
 from sde.registry.models import Dataset, Grant
@@ -23,7 +27,7 @@ def build_demo_data(
     engine: Engine,
     project_slug: str,
     persons: int = 10_000,
-    actor: str = "demo:seed",
+    actor: str = DEMO_ACTOR,
     progress: ProgressHook | None = None,
 ) -> list[str]:
     """Make sure the demo project has provisioned data; returns what was done."""
