@@ -1,21 +1,25 @@
-"""Meta-test: every registry write path records its audit event in the same transaction.
+"""Meta-test: every audited write path records its audit event in the same transaction.
 
-New write operations register themselves in `WRITE_OPERATIONS`; this test
-drives each one and fails if one is not covered here, so none can be added
-without proving its audit event.
+Write operations (`@sde.audit.write_operation`) register themselves in
+`WRITE_OPERATIONS`; this test drives each one and fails if one is not covered
+here, so none can be added without proving its audit event. It also fails when
+code records an action of its own choosing instead of its operation's, so no
+recorded action escapes the registry.
 """
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from sde.audit import UnauditedWrite
+from sde.audit import WRITE_OPERATIONS, UnauditedWrite
 from sde.audit.schema import audit_events
 from sde.core.db import transaction
 from sde.registry import service
@@ -23,22 +27,23 @@ from sde.registry.models import Person
 from tests.support.registry import ACTOR, audit_count, make_active_project, make_person, today
 
 H = "ab" * 32
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sde_sources() -> list[Path]:
+    """Every `<component>/sde/**.py`: the editable install's namespace finder cannot be
+    walked with pkgutil."""
+    return sorted(ROOT.glob("*/sde/**/*.py"))
 
 
 def _import_every_sde_module() -> list[str]:
-    """Write operations register on import; import them all so none is missed.
-
-    The modules are found on disk (every `<component>/sde/**.py`): the editable
-    install's namespace finder cannot be walked with pkgutil.
-    """
+    """Write operations register on import; import them all so none is missed."""
     import importlib
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
     names = []
-    for path in sorted(root.glob("*/sde/**/*.py")):
+    for path in _sde_sources():
         # <component>/sde/pkg/mod.py -> sde.pkg.mod
-        module = ".".join(path.relative_to(root).parts[1:]).removesuffix(".py")
+        module = ".".join(path.relative_to(ROOT).parts[1:]).removesuffix(".py")
         module = module.removesuffix(".__init__")
         if ".migrations" in module or module.endswith(("jupyterhub_config", ".__main__")):
             continue  # run by tools, not imported
@@ -57,6 +62,8 @@ from cryptography.fernet import Fernet  # noqa: E402
 
 from sde.hub import credentials as hub_creds  # noqa: E402
 from sde.hub import events as hub_events  # noqa: E402
+from sde.provision import build as provision_build  # noqa: E402
+from sde.workspaces import events as workspace_events  # noqa: E402
 
 HUB_PW = "a long enough password"
 
@@ -154,6 +161,12 @@ CALLS: dict[str, Callable[[Session], Any]] = {
             s, "alice", "wrong password", "127.0.0.1", max_failures=1, lockout_seconds=60
         ),
     ),
+    "hub.login.lockout": lambda s: (
+        _with_password(s),
+        hub_creds.record_login_failure(
+            s, "alice", "wrong password", "127.0.0.1", max_failures=1, lockout_seconds=60
+        ),
+    ),
     "hub.login.refused": lambda s: hub_creds.record_login_refused(
         s, "alice", "10.213.0.5", "from a workspace"
     ),
@@ -168,11 +181,29 @@ CALLS: dict[str, Callable[[Session], Any]] = {
         s, "alice", "p1", ["project ended on 2026-01-01"]
     ),
     "workspace.stop": lambda s: hub_events.record_stop(s, ACTOR, "alice", "p1"),
-    "workspace.work.carried": lambda s: hub_events.record_work_carried(
+    "workspace.work.carried": lambda s: workspace_events.record_work_carried(
         s, "sde:hub", "alice", "p1", "sde-work-alice-p1", "sde-work-0f3a"
     ),
-    "workspaces.firewall.repaired": lambda s: hub_events.record_firewall_repair(
+    "workspaces.firewall.repaired": lambda s: workspace_events.record_firewall_repair(
         s, "sde-ws0", ["INPUT: `-j DOCKER-USER` sits above sde's `-i sde-ws0 -j SDE-WS-sde-ws0`"]
+    ),
+    "project.provision": lambda s: provision_build.record_provision(
+        s,
+        ACTOR,
+        "p1",
+        H,
+        "b1",
+        {
+            "datasets": [
+                {
+                    "dataset": "ds",
+                    "version": 1,
+                    "manifest_sha256": H,
+                    "tables": {"person": {"rows": 3}},
+                }
+            ],
+            "optout": {"removed": 0},
+        },
     ),
     "optout.list.load": _load_optout_list,
     "optout.exempt": lambda s: data_optout.exempt(s, ACTOR, "p1", "s251 approval"),
@@ -189,6 +220,7 @@ def test_audit_coverage_imports_every_component():
         "sde.hub.credentials",
         "sde.ingest.optout",
         "sde.provision.build",
+        "sde.workspaces.events",
         "sde.workspaces.network",
         "sde.data",
     ):
@@ -196,24 +228,48 @@ def test_audit_coverage_imports_every_component():
 
 
 def test_audit_coverage_every_write_operation_is_exercised():
-    assert set(CALLS) == set(service.WRITE_OPERATIONS), (
-        "add a call for each new write operation to CALLS"
+    assert set(CALLS) == set(WRITE_OPERATIONS), "add a call for each new write operation to CALLS"
+
+
+def _explicit_actions(path: Path) -> list[str]:
+    """Places in `path` that record an event under an action they name themselves."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        named = name == "record" and any(k.arg == "action" for k in node.keywords)
+        if named or name in ("append_many", "EventIn"):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}(...)")
+    return found
+
+
+def test_audit_coverage_no_code_records_an_undeclared_action():
+    # Inside a write operation `record` takes the operation's own action (and
+    # refuses another); outside one only an explicit action would do, so code
+    # that names one could record what no operation declares.
+    audit = ROOT / "accreditation" / "sde" / "audit"
+    found = [f for p in _sde_sources() if audit not in p.parents for f in _explicit_actions(p)]
+    assert not found, (
+        "record events from a @write_operation without naming the action: " + "; ".join(found)
     )
 
 
-@pytest.mark.parametrize("action", sorted(service.WRITE_OPERATIONS))
+@pytest.mark.parametrize("action", sorted(WRITE_OPERATIONS))
 def test_audit_coverage_write_records_its_event_in_the_same_transaction(engine, action):
     _setup(engine)
     before = audit_count(engine)
     with transaction(engine) as s:
         CALLS[action](s)
         # Still inside the transaction: the event is there before commit.
-        actions = s.scalars(select(audit_events.c.action).where(audit_events.c.seq > before))
-        assert action in set(actions)
+        actions = set(s.scalars(select(audit_events.c.action).where(audit_events.c.seq > before)))
+        assert action in actions
+        assert actions <= set(WRITE_OPERATIONS)
     assert audit_count(engine) > before
 
 
-@pytest.mark.parametrize("action", sorted(service.WRITE_OPERATIONS))
+@pytest.mark.parametrize("action", sorted(WRITE_OPERATIONS))
 def test_audit_coverage_rollback_discards_write_and_event(engine, action):
     _setup(engine)
     before = audit_count(engine)

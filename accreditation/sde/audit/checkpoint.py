@@ -27,6 +27,7 @@ from sqlalchemy import Engine, insert, select
 
 from sde.audit.log import now_ts
 from sde.audit.schema import audit_checkpoints, audit_events
+from sde.core.config import Settings
 from sde.core.errors import ConfigError
 
 
@@ -157,3 +158,13 @@ def checkpoint(engine: Engine, signer: CheckpointSigner, witness: Path) -> Check
     # was rolled back.
     _append_witness(witness, cp)
     return cp
+
+
+def sign_head(engine: Engine, settings: Settings) -> Checkpoint | None:
+    """Checkpoint the head with the configured key and witness file.
+
+    Called once a write has committed (`audited_transaction`, or after a
+    publication's own commit-or-undo), so a checkpoint never names a head that
+    could still roll back.
+    """
+    return checkpoint(engine, CheckpointSigner(settings.checkpoint_key_path), settings.witness_path)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from sde.audit.chain import GENESIS, event_body, event_hash
 from sde.audit.guard import mark_audited
+from sde.audit.operations import claim_action
 from sde.audit.schema import audit_events
 
 # Any constant works; it names the lock that serialises appends on PostgreSQL.
@@ -84,10 +85,16 @@ def record(
     session: Session,
     *,
     actor: str,
-    action: str,
     target: str,
     project: str | None = None,
     details: Mapping[str, Any] | None = None,
+    action: str | None = None,
 ) -> int:
-    """Append one event in the caller's transaction; it commits or rolls back with it."""
-    return append_many(session, [EventIn(actor, action, target, project, details or {})])
+    """Append one event of the running write operation, in the caller's transaction.
+
+    The action is the operation's (`sde.audit.operations`); it commits or rolls
+    back with the transaction. `action` is only for events outside any operation
+    (the log's own tests).
+    """
+    ev = EventIn(actor, claim_action(action), target, project, details or {})
+    return append_many(session, [ev])

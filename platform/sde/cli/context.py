@@ -51,13 +51,10 @@ def signer_and_witness() -> tuple[Any, Any]:
 @contextmanager
 def write() -> Iterator[Session]:
     """A transaction for a registry change; the new chain head is checkpointed after commit."""
-    from sde.audit import checkpoint
+    from sde.audit import audited_transaction
 
-    eng = engine()
-    with transaction(eng) as session:
+    with audited_transaction(engine(), settings()) as session:
         yield session
-    signer, witness = signer_and_witness()
-    checkpoint(eng, signer, witness)
 
 
 @contextmanager

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 from sqlalchemy import Engine, select
 
+from sde.audit import audited_transaction
 from sde.core.config import Settings
 from sde.core.db import transaction
 from sde.demo import DEMO_ACTOR
-from sde.hub.store import Store
 from sde.registry import service
 from sde.registry.models import Dataset, Grant
 
@@ -60,7 +60,7 @@ def build_demo_data(
         )
         done.append(f"ingested {DEMO_DATASET}@{result.version}")
 
-    with Store(settings, engine).write() as session:
+    with audited_transaction(engine, settings) as session:
         dv = service.get_dataset_version(session, DEMO_DATASET)
         granted = session.scalar(
             select(Grant).where(

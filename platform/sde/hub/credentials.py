@@ -28,12 +28,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from sde.audit import record
+from sde.audit import record, write_operation
 from sde.core.db import Base
 from sde.core.errors import NotFound, SdeError
 from sde.hub import throttle
 from sde.registry.models import Person
-from sde.registry.service import get_person, write_operation
+from sde.registry.service import get_person
 
 MIN_PASSWORD_LENGTH = 12
 TOTP_DIGITS = 6
@@ -236,7 +236,6 @@ def set_password(session: Session, actor: str, username: str, password: str) -> 
     record(
         session,
         actor=actor,
-        action="hub.password.set",
         target=f"person:{username}",
         details={"first": first},
     )
@@ -262,7 +261,6 @@ def reset_credentials(
     record(
         session,
         actor=actor,
-        action="hub.credentials.reset",
         target=f"person:{username}",
         details={"reason": reason[:500], "totp_was_enrolled": was_enrolled},
     )
@@ -290,7 +288,7 @@ def enrol_totp(
     cred.totp_secret = cipher.encrypt(secret.encode()).decode()
     cred.enrolled_at = _now()
     cred.totp_last_step = step
-    record(session, actor=actor, action="hub.totp.enrol", target=f"person:{username}")
+    record(session, actor=actor, target=f"person:{username}")
 
 
 class CodeReused(SdeError):
@@ -324,7 +322,6 @@ def record_login_success(
     record(
         session,
         actor=f"user:{username}",
-        action="hub.login.success",
         target=f"person:{username}",
         details={"method": method, "source": source},
     )
@@ -336,7 +333,6 @@ def record_session_ended(session: Session, username: str, reason: str) -> None:
     record(
         session,
         actor="sde:hub",
-        action="hub.session.ended",
         target=f"person:{username}",
         details={"reason": reason},
     )
@@ -388,23 +384,29 @@ def record_login_failure(
     record(
         session,
         actor=target.replace("person:", "user:", 1),
-        action="hub.login.failure",
         target=target,
         details={"reason": reason, "source": source, "failed_attempts": failures},
     )
     if locked_until is not None:
-        record(
-            session,
-            actor="sde:hub",
-            action="hub.login.lockout",
-            target=target,
-            details={
-                "source": source,
-                "failed_attempts": failures,
-                "locked_until": locked_until.isoformat(),
-            },
-        )
+        _record_lockout(session, target, source, failures, locked_until)
     return locked_until
+
+
+@write_operation("hub.login.lockout")
+def _record_lockout(
+    session: Session, target: str, source: str, failures: int, locked_until: datetime
+) -> None:
+    """The failure that locked the account from `source` (recorded right after it)."""
+    record(
+        session,
+        actor="sde:hub",
+        target=target,
+        details={
+            "source": source,
+            "failed_attempts": failures,
+            "locked_until": locked_until.isoformat(),
+        },
+    )
 
 
 @write_operation("hub.login.refused")
@@ -415,7 +417,6 @@ def record_login_refused(session: Session, username: str, source: str, reason: s
     record(
         session,
         actor=target.replace("person:", "user:", 1),
-        action="hub.login.refused",
         target=target,
         details={"reason": reason, "source": source},
     )

@@ -1,7 +1,9 @@
 """Audit events of workspaces: started, stopped, refused.
 
 They change no table, but they are decisions and actions the log must show;
-registering them as write operations puts them under the audit meta-test.
+declaring them as write operations puts them under the audit meta-test.
+(Firewall repairs and work carried over are the workspaces component's:
+sde.workspaces.events.)
 """
 
 from __future__ import annotations
@@ -10,12 +12,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from sde.audit import record
-from sde.registry.service import write_operation
-
-
-def workspace_target(username: str, project: str) -> str:
-    return f"workspace:{username}/{project}"
+from sde.audit import record, write_operation
+from sde.workspaces.events import workspace_target
 
 
 @write_operation("workspace.spawn")
@@ -25,7 +23,6 @@ def record_spawn(
     record(
         session,
         actor=f"user:{username}",
-        action="workspace.spawn",
         target=workspace_target(username, project),
         project=project,
         details=details or {},
@@ -37,7 +34,6 @@ def record_refusal(session: Session, username: str, project: str, reasons: list[
     record(
         session,
         actor=f"user:{username}",
-        action="workspace.spawn.refused",
         target=workspace_target(username, project),
         project=project,
         details={"reasons": reasons},
@@ -49,7 +45,6 @@ def record_lapse(session: Session, username: str, project: str, reasons: list[st
     record(
         session,
         actor="sde:hub",
-        action="workspace.access.lapsed",
         target=workspace_target(username, project),
         project=project,
         details={"reasons": reasons},
@@ -63,34 +58,7 @@ def record_stop(
     record(
         session,
         actor=actor,
-        action="workspace.stop",
         target=workspace_target(username, project),
         project=project,
         details=details or {},
-    )
-
-
-@write_operation("workspaces.firewall.repaired")
-def record_firewall_repair(session: Session, bridge: str, problems: list[str]) -> None:
-    record(
-        session,
-        actor="sde:api-gate",
-        action="workspaces.firewall.repaired",
-        target=f"firewall:{bridge}",
-        details={"problems": problems},
-    )
-
-
-@write_operation("workspace.work.carried")
-def record_work_carried(
-    session: Session, actor: str, username: str, project: str, source: str, volume: str
-) -> None:
-    """A work volume of the old, ambiguous name copied into the person's own, once."""
-    record(
-        session,
-        actor=actor,
-        action="workspace.work.carried",
-        target=workspace_target(username, project),
-        project=project,
-        details={"from": source, "to": volume},
     )

@@ -44,6 +44,7 @@ from sde.hub import events
 from sde.hub.origins import origins_for
 from sde.hub.store import Store
 from sde.registry.access import access_decision
+from sde.workspaces import events as workspace_events
 from sde.workspaces import hardening, names, pool, routes, workvolumes
 
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
@@ -208,7 +209,7 @@ class WorkspaceSpawner(DockerSpawner):
             ) from None
         if mounted.carried_from:
             with self.store.write() as s:
-                events.record_work_carried(
+                workspace_events.record_work_carried(
                     s, "sde:hub", username, project, mounted.carried_from, mounted.volume
                 )
         return mounted

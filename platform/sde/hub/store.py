@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sde.audit import CheckpointSigner, checkpoint
+from sde.audit import audited_transaction
 from sde.core.config import Settings, load_settings
 from sde.core.db import get_engine, transaction
 
@@ -33,10 +33,5 @@ class Store:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """An audited transaction; the new chain head is signed once it commits."""
-        with transaction(self.engine) as session:
+        with audited_transaction(self.engine, self.settings) as session:
             yield session
-        checkpoint(
-            self.engine,
-            CheckpointSigner(self.settings.checkpoint_key_path),
-            self.settings.witness_path,
-        )

@@ -26,14 +26,14 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sde.audit import record
+from sde.audit import record, write_operation
 from sde.core.config import Settings
 from sde.core.errors import Conflict, NotFound, SdeError
 from sde.deid.generalise import nhs_number_valid, normalise_nhs_number
 from sde.deid.pseudonyms import load_or_create_secret, optout_key, text_hashes
 from sde.ingest.models import OptOutExemption, OptOutList
 from sde.registry import validate
-from sde.registry.service import get_project, write_operation
+from sde.registry.service import get_project
 
 
 def optout_dir(settings: Settings) -> Path:
@@ -138,7 +138,6 @@ def load_list(session: Session, actor: str, settings: Settings, path: Path) -> O
     record(
         session,
         actor=actor,
-        action="optout.list.load",
         target=f"optout:v{version}",
         details={
             "entries": entry.entries,
@@ -168,7 +167,6 @@ def exempt(session: Session, actor: str, slug: str, reason: str) -> OptOutExempt
     record(
         session,
         actor=actor,
-        action="optout.exempt",
         target=f"project:{slug}",
         project=slug,
         details={"reason": reason},
@@ -187,7 +185,6 @@ def revoke_exemption(session: Session, actor: str, slug: str, reason: str) -> No
     record(
         session,
         actor=actor,
-        action="optout.exempt.revoke",
         target=f"project:{slug}",
         project=slug,
         details={"reason": reason, "granted_reason": row.reason},

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from sde.audit import CheckpointSigner, checkpoint
+from sde.audit import sign_head
 from sde.core.config import Settings
 from sde.core.db import transaction
 from sde.registry import service
@@ -119,5 +119,6 @@ def publish_version(
         if moved:
             os.rename(target, build)
         raise
-    checkpoint(engine, CheckpointSigner(settings.checkpoint_key_path), settings.witness_path)
+    # Signed only now: a failing checkpoint must not undo a rename that committed.
+    sign_head(engine, settings)
     return target

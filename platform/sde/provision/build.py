@@ -36,8 +36,9 @@ from typing import Any
 
 import duckdb
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from sde.audit import CheckpointSigner, checkpoint, record
+from sde.audit import record, sign_head, write_operation
 from sde.core.config import Settings
 from sde.core.db import transaction
 from sde.core.errors import ConfigError, Conflict, SdeError
@@ -419,26 +420,7 @@ def _swap(
     swapped = False
     try:
         with transaction(engine) as session:
-            record(
-                session,
-                actor=actor,
-                action="project.provision",
-                target=f"project:{slug}",
-                project=slug,
-                details={
-                    "manifest_sha256": manifest_hash,
-                    "build": final.name,
-                    "datasets": [
-                        {
-                            "dataset": f"{d['dataset']}@{d['version']}",
-                            "manifest_sha256": d["manifest_sha256"],
-                            "rows": {t: v["rows"] for t, v in d["tables"].items()},
-                        }
-                        for d in doc["datasets"]
-                    ],
-                    "optout": doc["optout"],
-                },
-            )
+            record_provision(session, actor, slug, manifest_hash, final.name, doc)
             if tmp.is_symlink():
                 tmp.unlink()
             os.symlink(relative, tmp)
@@ -454,7 +436,41 @@ def _swap(
                 os.symlink(old, tmp)
                 os.replace(tmp, link)
         raise
-    checkpoint(engine, CheckpointSigner(settings.checkpoint_key_path), settings.witness_path)
+    # Signed only now: a failing checkpoint must not undo a swap that committed.
+    sign_head(engine, settings)
+
+
+@write_operation("project.provision")
+def record_provision(
+    session: Session,
+    actor: str,
+    slug: str,
+    manifest_hash: str,
+    build: str,
+    doc: dict[str, Any],
+) -> None:
+    """The build a project's `data` now points at, with the exact figures of `doc`
+    (its full manifest: the workspace's copy rounds small counts)."""
+    record(
+        session,
+        actor=actor,
+        target=f"project:{slug}",
+        project=slug,
+        details={
+            "manifest_sha256": manifest_hash,
+            "build": build,
+            "datasets": [
+                {
+                    "dataset": f"{d['dataset']}@{d['version']}",
+                    "manifest_sha256": d["manifest_sha256"],
+                    "rows": {t: v["rows"] for t, v in d["tables"].items()},
+                }
+                for d in doc["datasets"]
+            ],
+            "optout": doc["optout"],
+        },
+    )
+
 
 
 def _prune(settings: Settings, builds: Path, keep: set[str]) -> None:

@@ -2,20 +2,19 @@
 
 Each function takes the caller's session and actor, validates, changes state
 and records one audit event in the same transaction; the caller commits.
-`WRITE_OPERATIONS` lists them all (a meta-test drives every one and checks
-its event).
+Each is a write operation of `sde.audit` (its decorator names the action the
+event carries; a meta-test drives every one and checks its event).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sde.audit import record
+from sde.audit import record, write_operation
 from sde.core.errors import Conflict, NotFound, SdeError
 from sde.registry import validate
 from sde.registry.models import (
@@ -32,22 +31,6 @@ from sde.registry.models import (
     Project,
 )
 from sde.registry.policies import next_project_status
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-WRITE_OPERATIONS: dict[str, Callable[..., Any]] = {}
-
-
-def write_operation(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Register a write path under the audit action it records."""
-
-    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
-        WRITE_OPERATIONS[action] = fn
-        fn.audit_action = action  # type: ignore[attr-defined]
-        return fn
-
-    return wrap
 
 
 def _now() -> datetime:
@@ -160,7 +143,6 @@ def add_person(
     record(
         session,
         actor=actor,
-        action="person.create",
         target=f"person:{username}",
         details=_jsonable(
             {
@@ -208,7 +190,6 @@ def update_person(session: Session, actor: str, username: str, **changes: Any) -
     record(
         session,
         actor=actor,
-        action="person.update",
         target=f"person:{username}",
         details={"before": _jsonable(before), "after": _jsonable(changes)},
     )
@@ -228,7 +209,6 @@ def set_person_status(
     record(
         session,
         actor=actor,
-        action="person.status",
         target=f"person:{username}",
         details={"before": before, "after": status, "reason": reason},
     )
@@ -245,7 +225,6 @@ def grant_role(session: Session, actor: str, username: str, role: str) -> None:
     record(
         session,
         actor=actor,
-        action="role.grant",
         target=f"person:{username}",
         details={"role": role},
     )
@@ -262,7 +241,6 @@ def revoke_role(session: Session, actor: str, username: str, role: str) -> None:
     record(
         session,
         actor=actor,
-        action="role.revoke",
         target=f"person:{username}",
         details={"role": role},
     )
@@ -300,7 +278,6 @@ def create_project(
     record(
         session,
         actor=actor,
-        action="project.create",
         target=f"project:{slug}",
         project=slug,
         details=_jsonable({"title": project.title, "start_date": start_date, "end_date": end_date}),
@@ -342,7 +319,6 @@ def update_project(
     record(
         session,
         actor=actor,
-        action="project.update",
         target=f"project:{slug}",
         project=slug,
         details={"before": _jsonable(before), "after": _jsonable(changes)},
@@ -370,7 +346,6 @@ def approve_project(
     record(
         session,
         actor=actor,
-        action="project.approve",
         target=f"project:{slug}",
         project=slug,
         details=_jsonable(
@@ -391,7 +366,6 @@ def _transition(session: Session, actor: str, slug: str, action: str, reason: st
     record(
         session,
         actor=actor,
-        action=f"project.{action}",
         target=f"project:{slug}",
         project=slug,
         details={"before": before, "after": project.status, "reason": reason},
@@ -438,7 +412,6 @@ def add_member(
     record(
         session,
         actor=actor,
-        action="membership.add",
         target=f"person:{username}",
         project=slug,
         details={"role": role},
@@ -459,7 +432,6 @@ def remove_member(session: Session, actor: str, slug: str, username: str) -> Non
     record(
         session,
         actor=actor,
-        action="membership.remove",
         target=f"person:{username}",
         project=slug,
         details={"role": membership.role},
@@ -488,7 +460,6 @@ def add_dataset(
     record(
         session,
         actor=actor,
-        action="dataset.create",
         target=f"dataset:{name}",
         details={"description": dataset.description, "classification": classification},
     )
@@ -532,7 +503,6 @@ def add_dataset_version(
     record(
         session,
         actor=actor,
-        action="dataset.version.publish",
         target=f"dataset:{name}@{version}",
         details={"manifest_sha256": manifest_hash, "path": path, **(details or {})},
     )
@@ -576,7 +546,6 @@ def grant_access(
     record(
         session,
         actor=actor,
-        action="grant.create",
         target=f"dataset:{dv.label}",
         project=slug,
         details={"columns": cols},
@@ -597,7 +566,6 @@ def revoke_grant(session: Session, actor: str, *, slug: str, dataset: str, versi
     record(
         session,
         actor=actor,
-        action="grant.revoke",
         target=f"dataset:{dv.label}",
         project=slug,
         details={"columns": grant.columns},

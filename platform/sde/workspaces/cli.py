@@ -104,8 +104,7 @@ def work_carry_over(
 ) -> None:
     """Say whose an ambiguous old-named work volume is: copied into theirs, once (audited)."""
     from sde.cli.context import actor, settings, write
-    from sde.hub import events
-    from sde.workspaces import workvolumes
+    from sde.workspaces import events, workvolumes
     from sde.workspaces.network import docker_client
 
     s = settings()

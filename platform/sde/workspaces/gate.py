@@ -174,12 +174,13 @@ def make_app(settings: Settings) -> web.Application:
 
 
 def record_repair(settings: Settings, bridge: str, problems: list[str]) -> None:
-    """The audited action for one repair (the hub's store signs a checkpoint after it)."""
-    from sde.hub import events
-    from sde.hub.store import Store
+    """The audited action for one repair (a checkpoint is signed after it commits)."""
+    from sde.audit import audited_transaction
+    from sde.core.db import get_engine
+    from sde.workspaces.events import record_firewall_repair
 
-    with Store(settings).write() as s:
-        events.record_firewall_repair(s, bridge, problems)
+    with audited_transaction(get_engine(settings), settings) as s:
+        record_firewall_repair(s, bridge, problems)
 
 
 def check_firewall(settings: Settings, guard: firewall.Guard) -> list[str]:
