@@ -2,11 +2,18 @@
 
 Components own their tables and migrations; each component's first migration
 starts its own branch from the base revision, so `upgrade heads` brings every
-component up to date without them coordinating revision numbers.
+component up to date without them coordinating revision numbers. Each component
+keeps its revisions in its own `migrations` package and declares it in the
+`sde.migrations` entry-point group; core collects them from there, so it imports
+no component above it (and a new one, the airlock, adds tables without an edit
+here).
 """
 
 from __future__ import annotations
 
+import os
+from functools import cache
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from alembic import command
@@ -15,13 +22,30 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+# The Alembic environment (env.py, the revision template); the revisions are the components'.
 MIGRATIONS = Path(__file__).with_name("migrations")
+# The entry-point group: COMPONENT = "sde.PORTION.migrations" (a package of revision files).
+COMPONENT_MIGRATIONS = "sde.migrations"
+
+
+@cache
+def version_locations() -> tuple[Path, ...]:
+    """Each component's folder of revisions, from the `sde.migrations` entry points.
+
+    Loading a component's migrations package also imports its tables onto the
+    shared metadata, which env.py hands to autogenerate.
+    """
+    folders = []
+    for entry_point in sorted(entry_points(group=COMPONENT_MIGRATIONS), key=lambda e: e.name):
+        package = entry_point.load()
+        folders.extend(Path(folder) for folder in package.__path__)
+    return tuple(folders)
 
 
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("version_locations", str(MIGRATIONS / "versions"))
+    cfg.set_main_option("version_locations", os.pathsep.join(map(str, version_locations())))
     cfg.set_main_option("path_separator", "os")
     cfg.attributes["engine"] = engine
     return cfg

@@ -1,1 +1,1 @@
-"""Alembic migrations of the state database."""
+"""The Alembic environment of the state database; the revisions live with each component."""

@@ -1,11 +1,14 @@
-"""Alembic environment: runs against the engine sde passes in."""
+"""Alembic environment: runs against the engine sde passes in.
+
+The components' tables are on the metadata already: `sde.core.schema` loaded each
+component's migrations package (the `sde.migrations` entry points) to find its
+revisions, and each of those imports its own tables. Core imports none of them.
+"""
 
 from __future__ import annotations
 
 from alembic import context
 
-import sde.audit.schema
-import sde.registry.models  # noqa: F401  (registers the registry tables)
 from sde.core.db import Base
 
 target_metadata = Base.metadata
