@@ -40,6 +40,7 @@ from tornado import web
 from traitlets import Unicode, default, validate
 
 from sde.core.errors import SdeError
+from sde.data import DATABASE
 from sde.hub import events
 from sde.hub.origins import origins_for
 from sde.hub.store import Store
@@ -158,7 +159,7 @@ class WorkspaceSpawner(DockerSpawner):
         # `data` is a symlink swapped atomically by provisioning: mount the build it
         # names now, so a running workspace keeps one consistent version.
         data = (root / self.project / "data").resolve()
-        if not (data / "project.duckdb").is_file():
+        if not (data / DATABASE).is_file():
             with self.store.write() as s:
                 events.record_refusal(
                     s, self.user.name, self.project, ["project data is not provisioned"]

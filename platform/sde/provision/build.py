@@ -41,7 +41,8 @@ from sqlalchemy.orm import Session
 from sde.audit import record, sign_head, write_operation
 from sde.core.config import Settings
 from sde.core.db import transaction
-from sde.core.errors import ConfigError, Conflict, SdeError
+from sde.core.errors import Conflict, SdeError
+from sde.data import DATABASE
 from sde.deid import pseudonyms as ps
 from sde.deid import rekey
 from sde.ingest import manifest, optout
@@ -51,7 +52,6 @@ from sde.ingest.source import one
 from sde.registry import service
 
 FORMAT = "sde-project-data/1"
-DATABASE = "project.duckdb"
 PROVISIONABLE = ("approved", "active")
 
 ProgressHook = Callable[[str, int | None], Callable[[int], None]]
@@ -196,8 +196,6 @@ def _provision(
             for table, meta in spec.manifest["tables"].items()
         }
     threshold = settings.data.small_count_threshold
-    if threshold < 1:
-        raise ConfigError(f"data.small_count_threshold must be at least 1, not {threshold}")
 
     root = settings.projects_dir / slug
     root.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ from typing import Any
 from tornado import httpclient, httpserver, web
 
 from sde.core.config import Settings, load_settings
-from sde.core.errors import ConfigError, SdeError
+from sde.core.errors import SdeError
 from sde.workspaces import firewall, network
 
 log = logging.getLogger("sde.workspaces.gate")
@@ -77,13 +77,7 @@ def allowed(method: str, path: str) -> bool:
 
 def hub_ip(settings: Settings) -> str:
     """Where the hub API itself listens: `hub.api_ip`, else loopback; never the bridge."""
-    ip = settings.hub.api_ip or HUB_IP
-    if settings.hub.docker and ip in (network.gateway_of(settings.workspaces), "0.0.0.0"):
-        raise ConfigError(
-            f"hub.api_ip: {ip} would put the hub API on the workspace bridge address, where "
-            "only the API gate may listen; leave it empty (loopback)"
-        )
-    return ip
+    return settings.hub.api_ip or HUB_IP
 
 
 def hub_url(settings: Settings) -> str:

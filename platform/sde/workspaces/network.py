@@ -17,12 +17,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
 from sde.core.config import Settings, WorkspacesSettings, load_settings
 from sde.core.errors import ConfigError, SdeError
+from sde.core.validators import ipv4_subnet_of
 from sde.workspaces import firewall
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
@@ -42,14 +42,8 @@ class WorkspaceNetwork:
 
 
 def gateway_of(ws: WorkspacesSettings) -> str:
-    """The bridge (gateway) address: the subnet's first host address."""
-    try:
-        net = ipaddress.IPv4Network(ws.subnet)
-    except ValueError as exc:
-        raise ConfigError(f"workspaces.subnet: not an IPv4 subnet: {exc}") from None
-    if net.num_addresses < 4:
-        raise ConfigError(f"workspaces.subnet: {ws.subnet} is too small for workspaces")
-    return str(net.network_address + 1)
+    """The bridge (gateway) address: the subnet's first host address (checked by load_settings)."""
+    return str(ipv4_subnet_of(ws.subnet).network_address + 1)
 
 
 def dns_servers(ws: WorkspacesSettings) -> list[str]:
@@ -64,7 +58,7 @@ def allowed_ports(settings: Settings) -> tuple[int, ...]:
 def firewall_rules(settings: Settings) -> firewall.Rules:
     """The host firewall of this site's bridge (the hub, the gate and the CLI build it here)."""
     ws = settings.workspaces
-    return firewall.Rules(ws.bridge, _validate(ws), allowed_ports(settings))
+    return firewall.Rules(ws.bridge, gateway_of(ws), allowed_ports(settings))
 
 
 def docker_client() -> Any:
@@ -100,13 +94,6 @@ def list_containers(
         except docker.errors.NotFound:
             continue
     return found
-
-
-def _validate(ws: WorkspacesSettings) -> str:
-    gateway = gateway_of(ws)
-    if not ws.bridge or len(ws.bridge) > 15:
-        raise ConfigError(f"workspaces.bridge: {ws.bridge!r} must be 1-15 characters")
-    return gateway
 
 
 def _find(client: Any, name: str) -> Any | None:
@@ -178,7 +165,7 @@ def ensure_network(settings: Settings | None = None) -> WorkspaceNetwork:
     """
     settings = settings or load_settings()
     ws = settings.workspaces
-    gateway = _validate(ws)
+    gateway = gateway_of(ws)
     client = docker_client()
     net = _find(client, ws.network)
     if net is None:

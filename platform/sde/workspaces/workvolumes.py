@@ -34,31 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from sde.core.config import Settings
-from sde.core.errors import ConfigError, Conflict, SdeError
+from sde.core.errors import Conflict, SdeError
+from sde.core.validators import parse_size
 from sde.workspaces import hardening, names
 
 IMAGE_NAME = "work.img"
 ROLE = "work"
 CARRIED_LABEL = "org.sde.carried-from"
-MIN_QUOTA = 16 * 2**20  # ext4's own metadata takes a few MB
-UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 LOOP_MAJOR = 7
 
 Claimants = Callable[[str], list[tuple[str, str]]]
 
 
 def quota_bytes(settings: Settings) -> int:
-    """`[workspaces] work_quota` in bytes; a ConfigError naming the setting when malformed."""
-    raw = settings.workspaces.work_quota
-    found = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)B?\s*", raw, re.I)
-    if not found:
-        raise ConfigError(
-            f"workspaces.work_quota: expected a size such as 10G or 512M, got {raw!r}"
-        )
-    size = int(found.group(1)) * UNITS[found.group(2).upper()]
-    if size < MIN_QUOTA:
-        raise ConfigError(f"workspaces.work_quota: must be at least 16M, got {raw!r}")
-    return size
+    """`[workspaces] work_quota` in bytes (its shape and minimum checked by load_settings)."""
+    return parse_size(settings.workspaces.work_quota)
 
 
 def work_root(settings: Settings) -> Path:
