@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
+# The one name of the project's DuckDB file: provisioning writes it, the hub and a
+# warm workspace look for it before serving. DuckDB is imported only to connect, so
+# that they can read this name without paying for that import.
 DATABASE = "project.duckdb"
 DEFAULT_DIR = "/data"
 
@@ -42,6 +46,8 @@ def connect(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnec
             f"no project data at {folder} ({DATABASE} missing): ask an operator to run "
             "`sde projects provision PROJECT`"
         )
+    import duckdb
+
     con = duckdb.connect(str(db), read_only=True)
     con.execute("SET file_search_path = ?", [str(folder)])
     schemas = [

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sde.data import DATABASE
+
 CLAIM_FILE = Path("/run/sde/claim.json")
 READY = "sde-warmstart: ready"
 SERVER_COMMAND = "jupyterhub-singleuser"
@@ -83,7 +85,7 @@ def read_claim(path: Path = CLAIM_FILE, poll: float = POLL_SECONDS) -> dict[str,
 
 def check_mounts(data_dir: Path) -> None:
     """Refuse to serve when the hub's mounts did not arrive (e.g. no mount propagation)."""
-    if not (data_dir / "project.duckdb").is_file():
+    if not (data_dir / DATABASE).is_file():
         raise SystemExit(
             f"sde-warmstart: the project's data is not at {data_dir}: the hub's mounts did "
             "not reach this container (mount propagation between the hub and the Docker "
