@@ -15,8 +15,6 @@ newest version is the one that applies.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +27,7 @@ from sqlalchemy.orm import Session
 from sde.audit import record, write_operation
 from sde.core.config import Settings
 from sde.core.errors import Conflict, NotFound, SdeError
+from sde.core.files import replacing, sha256_file
 from sde.deid.generalise import nhs_number_valid, normalise_nhs_number
 from sde.deid.pseudonyms import load_or_create_secret, optout_key, text_hashes
 from sde.ingest.models import OptOutExemption, OptOutList
@@ -84,19 +83,11 @@ def read_hashes(entry: OptOutList) -> pa.Table:
     path = Path(entry.path)
     if not path.is_file():
         raise NotFound(f"opt-out list v{entry.version} file {path} is missing")
-    if _sha256(path) != entry.list_sha256:
+    if sha256_file(path) != entry.list_sha256:
         raise SdeError(
             f"opt-out list v{entry.version} file {path} does not match its recorded hash"
         )
     return pq.read_table(path)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @write_operation("optout.list.load")
@@ -112,22 +103,14 @@ def load_list(session: Session, actor: str, settings: Settings, path: Path) -> O
     if target.exists():
         # Left by a load whose transaction did not commit: no row refers to it.
         target.unlink()
-    fd, tmp_name = tempfile.mkstemp(prefix=".optout-", suffix=".parquet", dir=folder)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with replacing(target, mode=0o440) as tmp:
         pq.write_table(
             pa.table({"nhs_hash": pa.array(parsed.hashes, pa.string())}), tmp, compression="zstd"
         )
-        os.chmod(tmp, 0o440)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     entry = OptOutList(
         version=version,
         entries=len(parsed.hashes),
-        list_sha256=_sha256(target),
+        list_sha256=sha256_file(target),
         source_sha256=parsed.source_sha256,
         path=str(target),
         loaded_at=datetime.now(UTC),
