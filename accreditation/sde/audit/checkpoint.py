@@ -29,6 +29,7 @@ from sde.audit.log import now_ts
 from sde.audit.schema import audit_checkpoints, audit_events
 from sde.core.config import Settings
 from sde.core.errors import ConfigError
+from sde.core.files import write_atomic
 
 
 def signed_message(seq: int, head_hash: str, ts: str) -> bytes:
@@ -70,16 +71,13 @@ class CheckpointSigner:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        tmp = self.key_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
         self.public_path.write_bytes(
             key.public_key().public_bytes(
                 serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
             )
         )
-        os.replace(tmp, self.key_path)
+        # The private key last: once it exists, the pair is whole.
+        write_atomic(self.key_path, pem, mode=0o600)
 
     def private_key(self) -> Ed25519PrivateKey:
         try:

@@ -9,13 +9,13 @@ never have such a file: their passwords exist only as argon2 hashes.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import NotFound
+from sde.core.files import write_atomic
 from sde.demo import DEMO_ACTOR
 from sde.demo.registry import DEMO_PEOPLE
 from sde.hub import credentials as creds
@@ -31,11 +31,7 @@ def _load(path: Path) -> dict[str, dict[str, str]]:
 
 def _save(path: Path, accounts: dict[str, dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(accounts, f, indent=1)
-    tmp.replace(path)
+    write_atomic(path, json.dumps(accounts, indent=1), mode=0o600)
 
 
 def prepare_demo_accounts(
@@ -49,9 +45,7 @@ def prepare_demo_accounts(
     names = usernames or [p[0] for p in DEMO_PEOPLE]
     path = accounts_file(settings)
     known = _load(path)
-    cipher = creds.totp_cipher(
-        Path(settings.hub.totp_key or settings.home / "keys" / "hub-totp.key")
-    )
+    cipher = creds.totp_cipher(settings.totp_key_path)
     out = []
     for username in names:
         entry = known.get(username)
