@@ -123,10 +123,11 @@ def deployment(
         down = d.compose("down", "-v", "--timeout", "60")
         settings = d.settings
         from sde.workspaces import pool
+        from sde.workspaces.engine import docker_client
         from sde.workspaces.network import remove_network
 
         # What a failed test may have left; after a clean `down` there is nothing.
-        pool.sweep(pool.docker_client(), settings, unclaimed=True)
+        pool.sweep(docker_client(), settings, unclaimed=True)
         remove_volumes(settings.hub.name)
         remove_network(settings)
         if not pool_was_mounted:

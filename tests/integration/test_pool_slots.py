@@ -20,6 +20,8 @@ import pytest
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError, SdeError
 from sde.workspaces import pool
+from sde.workspaces.engine import docker_client
+from sde.workspaces.pool import filler, mounts
 from tests.conftest import require_service
 
 sys_warmstart = pytest.importorskip("sde.warmstart")
@@ -56,10 +58,10 @@ def test_pool_prepare_host_without_root_is_refused(tmp_path, monkeypatch):
 
 def test_pool_prepare_host_is_idempotent_and_shares_slots(settings):
     pool.prepare_host(settings)
-    mounts = pool._mounts()
-    assert "shared:" in mounts[str(pool.slots_root(settings))]
-    assert "shared:" not in mounts[str(pool.staging_root(settings))]
-    assert list(mounts).count(str(pool.slots_root(settings))) == 1
+    found = mounts.mount_points()
+    assert "shared:" in found[str(pool.slots_root(settings))]
+    assert "shared:" not in found[str(pool.staging_root(settings))]
+    assert list(found).count(str(pool.slots_root(settings))) == 1
 
 
 def test_pool_slot_data_is_read_only_and_release_keeps_sources(settings, tmp_path):
@@ -82,7 +84,9 @@ def test_pool_slot_data_is_read_only_and_release_keeps_sources(settings, tmp_pat
     assert not slot.path.exists()
     assert (work / "notes.txt").read_text() == "kept"
     assert (data / "person.parquet").read_text() == "rows"
-    assert not any(p.startswith(str(pool.slots_root(settings)) + "/") for p in pool._mounts())
+    assert not any(
+        p.startswith(str(pool.slots_root(settings)) + "/") for p in mounts.mount_points()
+    )
 
 
 def test_pool_release_stops_when_unmount_fails_and_deletes_nothing(settings, tmp_path):
@@ -138,7 +142,7 @@ def test_pool_slots_under_a_directory_with_a_space_are_recognised(tmp_path):
     pool.prepare_host(s)
     try:
         assert pool.is_mount(pool.slots_root(s))
-        assert list(pool._mounts()).count(str(pool.slots_root(s))) == 1
+        assert list(mounts.mount_points()).count(str(pool.slots_root(s))) == 1
     finally:
         assert pool.teardown_host(s)
     assert not pool.is_mount(pool.slots_root(s))
@@ -164,7 +168,7 @@ def _installation_containers(settings: Settings) -> list[Any]:
 
 
 def test_pool_propagation_check_passes_on_the_prepared_host(settings, workspace_image):
-    client = pool.docker_client()
+    client = docker_client()
     assert pool.check_propagation(client, settings, workspace_image) is None
     assert list(pool.slots_root(settings).iterdir()) == []
     assert _installation_containers(settings) == []
@@ -181,20 +185,20 @@ def test_pool_propagation_check_reports_mounts_that_do_not_reach_containers(
     attach = pool.attach
 
     def private(*args: Any, **kwargs: Any) -> None:
-        pool._run("mount", "--make-private", str(root))
+        mounts.run("mount", "--make-private", str(root))
         attach(*args, **kwargs)
 
     if when == "before-start":
-        pool._run("mount", "--make-private", str(root))
+        mounts.run("mount", "--make-private", str(root))
     else:
-        monkeypatch.setattr(pool, "attach", private)
+        monkeypatch.setattr(mounts, "attach", private)
     try:
-        problem = pool.check_propagation(pool.docker_client(), settings, workspace_image)
+        problem = pool.check_propagation(docker_client(), settings, workspace_image)
     finally:
-        pool._run("mount", "--make-rshared", str(root))
+        mounts.run("mount", "--make-rshared", str(root))
     assert problem is not None and str(root) in problem
     # What the filler records on finding it, and `sde workspaces pool status` shows.
-    pool._write_state(settings, {"mounts_reach_containers": False, "problem": problem})
+    filler._write_state(settings, {"mounts_reach_containers": False, "problem": problem})
     assert pool.status(settings)["filler"] == f"off, workspaces start cold: {problem}"
     if when == "after-start":
         assert "do not reach" in problem and "mount-unseen" in problem

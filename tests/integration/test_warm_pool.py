@@ -25,7 +25,8 @@ import pytest
 from sde.audit import list_events
 from sde.hub.client import HubClient
 from sde.workspaces import hardening, names, network, pool
-from sde.workspaces.network import list_containers
+from sde.workspaces.engine import list_containers
+from sde.workspaces.pool import mounts
 from tests.support import probes
 from tests.support.hub import PASSWORD, HubSite, make_site, running
 from tests.support.hub_data import expected_counts, provision_project, query_counts
@@ -164,7 +165,9 @@ def test_warm_pool_spawn_claims_ready_container_and_serves_project_data(site):
             wait_gone(site, "wendy")
     # The slot is released: no mount or file of it is left on the host.
     assert not (pool.slots_root(site.settings) / slot).exists()
-    assert not any(p.startswith(str(pool.slots_root(site.settings)) + "/") for p in pool._mounts())
+    assert not any(
+        p.startswith(str(pool.slots_root(site.settings)) + "/") for p in mounts.mount_points()
+    )
 
 
 def test_warm_pool_work_volume_persists_across_warm_spawns(site):

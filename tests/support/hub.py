@@ -147,11 +147,12 @@ def running(site: HubSite) -> Iterator[HubSite]:
         site.engine.dispose()
         if site.settings.hub.docker:
             from sde.workspaces import pool, workvolumes
+            from sde.workspaces.engine import docker_client
             from sde.workspaces.network import remove_network
 
-            pool.sweep(pool.docker_client(), site.settings, unclaimed=True)
+            pool.sweep(docker_client(), site.settings, unclaimed=True)
             pool.teardown_host(site.settings)
-            workvolumes.sweep(pool.docker_client(), site.settings)
+            workvolumes.sweep(docker_client(), site.settings)
             with contextlib.suppress(OSError):
                 workvolumes.work_root(site.settings).rmdir()
                 pool.pool_root(site.settings).rmdir()

@@ -470,7 +470,6 @@ def record_provision(
     )
 
 
-
 def _prune(settings: Settings, builds: Path, keep: set[str]) -> None:
     in_use = builds_in_use(settings, builds)
     if in_use is None:
@@ -504,12 +503,9 @@ def builds_in_use(settings: Settings, builds: Path) -> set[str] | None:
         return used
     # Cold workspaces: Docker bind mounts of a build directory.
     try:
-        import docker
+        from sde.workspaces.engine import docker_client, list_containers
 
-        from sde.workspaces.network import list_containers
-
-        client = docker.from_env()
-        containers = list_containers(client)
+        containers = list_containers(docker_client())
     except Exception:
         return None
     prefix = str(builds.resolve()) + os.sep

@@ -89,7 +89,7 @@ def work_list(
     """Every work volume with whose it is (its labels) and whether a workspace has it mounted."""
     from sde.cli.context import settings, show
     from sde.workspaces import workvolumes
-    from sde.workspaces.network import docker_client
+    from sde.workspaces.engine import docker_client
 
     rows = workvolumes.listing(docker_client(), settings())
     columns = ["volume", "user", "project", "mounted", "carried_from"]
@@ -105,7 +105,7 @@ def work_carry_over(
     """Say whose an ambiguous old-named work volume is: copied into theirs, once (audited)."""
     from sde.cli.context import actor, settings, write
     from sde.workspaces import events, workvolumes
-    from sde.workspaces.network import docker_client
+    from sde.workspaces.engine import docker_client
 
     s = settings()
     done = workvolumes.carry_over(docker_client(), s, old, username, project)

@@ -195,12 +195,12 @@ def watch_docker(wake: Any) -> None:
     """
     import time
 
-    import docker
+    from sde.workspaces.engine import docker_client
 
     while True:
         try:
-            client = docker.from_env()
             wake()
+            client = docker_client()
             for _ in client.events(decode=True, filters={"type": "network"}):
                 wake()
         except Exception as exc:  # the engine restarting: try again shortly

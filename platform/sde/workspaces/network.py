@@ -24,6 +24,7 @@ from sde.core.config import Settings, WorkspacesSettings, load_settings
 from sde.core.errors import ConfigError, SdeError
 from sde.core.validators import ipv4_subnet_of
 from sde.workspaces import firewall
+from sde.workspaces.engine import docker_client
 
 ICC_OPTION = "com.docker.network.bridge.enable_icc"
 BRIDGE_OPTION = "com.docker.network.bridge.name"
@@ -59,41 +60,6 @@ def firewall_rules(settings: Settings) -> firewall.Rules:
     """The host firewall of this site's bridge (the hub, the gate and the CLI build it here)."""
     ws = settings.workspaces
     return firewall.Rules(ws.bridge, gateway_of(ws), allowed_ports(settings))
-
-
-def docker_client() -> Any:
-    """A client of the local Docker engine, or a one-line error saying how to start one."""
-    import docker
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise SdeError(
-            f"the Docker engine is not reachable ({exc}); start it with "
-            "infra/scripts/ensure-docker.sh"
-        ) from None
-    return client
-
-
-def list_containers(
-    client: Any, all: bool = False, filters: dict[str, Any] | None = None
-) -> list[Any]:
-    """Containers matching `filters`, skipping any removed while they are listed.
-
-    docker-py's `containers.list` inspects each container after listing them and
-    raises NotFound for one that went in between; with `auto_remove` workspaces and
-    pool containers that happens whenever one exits at that moment.
-    """
-    import docker
-
-    found = []
-    for row in client.api.containers(all=all, filters=filters):
-        try:
-            found.append(client.containers.get(row["Id"]))
-        except docker.errors.NotFound:
-            continue
-    return found
 
 
 def _find(client: Any, name: str) -> Any | None:

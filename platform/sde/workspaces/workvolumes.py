@@ -280,7 +280,7 @@ def release(settings: Settings, work_id: str) -> None:
 def live_ids(client: Any, settings: Settings) -> set[str]:
     """Work ids of the workspaces that exist now, cold (labels) or claimed from the pool."""
     from sde.workspaces import pool
-    from sde.workspaces.network import list_containers
+    from sde.workspaces.engine import list_containers
 
     every = list_containers(
         client, all=True, filters={"label": f"{pool.INSTALLATION_LABEL}={settings.hub.name}"}
