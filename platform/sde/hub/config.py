@@ -219,7 +219,7 @@ def configure(c: Any, settings: Settings | None = None) -> None:
 
     if net is not None:
         from sde.workspaces import workvolumes
-        from sde.workspaces.network import docker_client
+        from sde.workspaces.engine import docker_client
 
         # Work volume mounts a crash left behind, with no workspace using them.
         workvolumes.sweep(docker_client(), settings)

@@ -243,7 +243,7 @@ class WorkspaceSpawner(DockerSpawner):
 
     @cached_property
     def _docker_client(self) -> Any:
-        from sde.workspaces.network import docker_client
+        from sde.workspaces.engine import docker_client
 
         return docker_client()
 
