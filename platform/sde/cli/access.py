@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import typer
 
 from sde.cli.context import console, read
-from sde.core.errors import SdeError
+from sde.core.errors import InvalidInput
 from sde.registry.access import access_decision
 
 app = typer.Typer(name="access", help="Check who may work on which project.", no_args_is_help=True)
@@ -27,7 +27,7 @@ def check(
         try:
             when = datetime.fromisoformat(at)
         except ValueError:
-            raise SdeError(f"invalid --at {at!r}: expected an ISO date or time") from None
+            raise InvalidInput(f"invalid --at {at!r}: expected an ISO date or time") from None
     with read() as session:
         decision = access_decision(session, username, project, when)
     if as_json:

@@ -9,7 +9,7 @@ import typer
 
 from sde.audit import checkpoint, list_events, verify
 from sde.cli.context import console, engine, show, signer_and_witness
-from sde.core.errors import SdeError
+from sde.core.errors import InvalidInput
 
 app = typer.Typer(
     name="audit", help="Verify and read the tamper-evident audit log.", no_args_is_help=True
@@ -22,7 +22,7 @@ def _since(value: str | None) -> str | None:
     try:
         when = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
     except ValueError:
-        raise SdeError(f"invalid time {value!r}: expected YYYY-MM-DD or an ISO time") from None
+        raise InvalidInput(f"invalid time {value!r}: expected YYYY-MM-DD or an ISO time") from None
     if isinstance(when, datetime):
         return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return when.isoformat()

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from sde.cli.context import actor, console, read, show, write
 from sde.registry import service
+from sde.registry.enums import Classification, spoken
 from sde.registry.models import Dataset
 
 app = typer.Typer(
@@ -19,9 +20,9 @@ def add(
     name: str = typer.Argument(..., help="Dataset name (a-z 0-9 _)."),
     description: str = typer.Option("", "--description", help="What the dataset holds."),
     classification: str = typer.Option(
-        "pseudonymised",
+        Classification.PSEUDONYMISED,
         "--classification",
-        help="identifiable, pseudonymised, anonymised or synthetic.",
+        help=f"{spoken(Classification)}.",
     ),
 ) -> None:
     """Add a dataset to the catalogue (versions come from `sde ingest`)."""

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from sde.cli.context import actor, console, read, show, write
 from sde.registry import service
+from sde.registry.enums import GlobalRoleName, PersonStatus, spoken
 from sde.registry.models import Person
 from sde.registry.validate import parse_date
 
@@ -85,7 +86,7 @@ def update(
     console.print(f"updated {username}")
 
 
-def _status_command(name: str, status: str, done: str, summary: str) -> None:
+def _status_command(name: str, status: PersonStatus, done: str, summary: str) -> None:
     def command(
         username: str = typer.Argument(..., help="The person."),
         reason: str = typer.Option(..., "--reason", help="Why (recorded in the audit log)."),
@@ -99,12 +100,15 @@ def _status_command(name: str, status: str, done: str, summary: str) -> None:
 
 
 _status_command(
-    "suspend", "suspended", "suspended", "Suspend a person: all their access stops at once."
+    "suspend",
+    PersonStatus.SUSPENDED,
+    "suspended",
+    "Suspend a person: all their access stops at once.",
 )
-_status_command("reinstate", "active", "reinstated", "Reinstate a suspended person.")
+_status_command("reinstate", PersonStatus.ACTIVE, "reinstated", "Reinstate a suspended person.")
 _status_command(
     "leave",
-    "left",
+    PersonStatus.LEFT,
     "marked as left",
     "Mark a person as having left the organisation (access ends, records stay).",
 )
@@ -113,7 +117,7 @@ _status_command(
 @app.command("grant-role")
 def grant_role(
     username: str = typer.Argument(..., help="The person."),
-    role: str = typer.Argument(..., help="output_checker, auditor or operator."),
+    role: str = typer.Argument(..., help=f"{spoken(GlobalRoleName)}."),
 ) -> None:
     """Give a person a global role."""
     with write() as session:
@@ -124,7 +128,7 @@ def grant_role(
 @app.command("revoke-role")
 def revoke_role(
     username: str = typer.Argument(..., help="The person."),
-    role: str = typer.Argument(..., help="output_checker, auditor or operator."),
+    role: str = typer.Argument(..., help=f"{spoken(GlobalRoleName)}."),
 ) -> None:
     """Take a global role away."""
     with write() as session:

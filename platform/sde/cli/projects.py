@@ -8,8 +8,9 @@ import typer
 from sqlalchemy import select
 
 from sde.cli.context import actor, console, read, show, write
-from sde.core.errors import SdeError
-from sde.registry import service
+from sde.core.errors import InvalidInput
+from sde.registry import policies, service
+from sde.registry.enums import ProjectRole, spoken
 from sde.registry.models import Project
 from sde.registry.validate import parse_date
 
@@ -21,7 +22,7 @@ app = typer.Typer(
 def _date(kind: str, value: str) -> Any:
     parsed = parse_date(kind, value)
     if parsed is None:
-        raise SdeError(f"{kind} is required")
+        raise InvalidInput(f"{kind} is required")
     return parsed
 
 
@@ -144,7 +145,7 @@ def close(
 def add_member(
     slug: str = typer.Argument(..., help="Project id."),
     username: str = typer.Argument(..., help="The person."),
-    role: str = typer.Option("researcher", "--role", help="researcher or principal_investigator."),
+    role: str = typer.Option(ProjectRole.RESEARCHER, "--role", help=f"{spoken(ProjectRole)}."),
 ) -> None:
     """Add a person to a project."""
     with write() as session:
@@ -185,6 +186,12 @@ def show_project(
     with read() as session:
         row = project_row(service.get_project(session, slug))
     show([row], list(row), as_json, slug)
+
+
+@app.command("lifecycle")
+def lifecycle() -> None:
+    """Print the project lifecycle (states, owners, transitions) as Markdown with a diagram."""
+    print(policies.lifecycle_reference())
 
 
 def register(root: typer.Typer) -> None:

@@ -94,6 +94,7 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 
 def operators(store: Store) -> list[str]:
+    from sde.registry.enums import GlobalRoleName, PersonStatus
     from sde.registry.models import GlobalRole, Person
 
     with store.read() as s:
@@ -101,7 +102,10 @@ def operators(store: Store) -> list[str]:
             s.scalars(
                 select(Person.username)
                 .join(GlobalRole, GlobalRole.person_id == Person.id)
-                .where(GlobalRole.role == "operator", Person.status == "active")
+                .where(
+                    GlobalRole.role == GlobalRoleName.OPERATOR,
+                    Person.status == PersonStatus.ACTIVE,
+                )
             )
         )
 

@@ -39,9 +39,10 @@ from jupyterhub.utils import url_escape_path, url_path_join
 from tornado import web
 from traitlets import Unicode, default, validate
 
-from sde.core.errors import SdeError
+from sde.core.errors import AccessDenied, SdeError
 from sde.data import DATABASE
 from sde.hub import events
+from sde.hub.errors import HubError
 from sde.hub.origins import origins_for
 from sde.hub.store import Store
 from sde.registry.access import access_decision
@@ -51,14 +52,15 @@ from sde.workspaces import hardening, names, pool, routes, workvolumes
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,29}")
 
 
-class SpawnRefused(web.HTTPError):
-    """A spawn the registry does not allow; its message is what the person sees."""
+class SpawnRefused(AccessDenied):
+    """A spawn the registry does not allow; its message is what the person sees.
+
+    Raised to the hub as `HubError(refused)`: a 403 with this message.
+    """
 
     def __init__(self, project: str, reasons: list[str]) -> None:
         self.reasons = reasons
-        message = f"Workspace for project {project} refused: " + "; ".join(reasons) + "."
-        super().__init__(403, message.replace("%", "%%"))
-        self.jupyterhub_message = message
+        super().__init__(f"Workspace for project {project} refused: " + "; ".join(reasons) + ".")
 
 
 class WorkspaceSpawner(DockerSpawner):
@@ -174,7 +176,7 @@ class WorkspaceSpawner(DockerSpawner):
     async def start(self) -> Any:
         reasons = await asyncio.to_thread(self._decide)
         if reasons:
-            raise SpawnRefused(self.project or "(none)", reasons)
+            raise HubError(SpawnRefused(self.project or "(none)", reasons))
         data = await asyncio.to_thread(self._project_data)
         self._data_build = data.name
         self._data_dir = data

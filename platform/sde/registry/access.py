@@ -2,7 +2,8 @@
 
 Every component (spawner, airlock, provisioning) calls `access_decision` at
 the moment of the action, so a lapse takes effect at once rather than at the
-next sign-in.
+next sign-in. The rules over states and dates it applies live in
+`sde.registry.policies`; this module only reads and never imports the writes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sde.registry.models import Membership, Person, Project
-from sde.registry.service import lapsed
+from sde.registry.policies import person_problems, project_problems
 
 
 @dataclass(frozen=True)
@@ -42,20 +43,11 @@ def access_decision(
     if person is None:
         reasons.append(f"unknown user {username!r}")
     else:
-        if person.status != "active":
-            reasons.append(f"user is {person.status}")
-        reasons.extend(lapsed(person, day))
+        reasons.extend(person_problems(person, day))
     if project is None:
         reasons.append(f"unknown project {project_slug!r}")
     else:
-        if project.status != "active":
-            reasons.append(f"project is {project.status}, not active")
-        if not project.approval_ref or not project.controller_signoff_by:
-            reasons.append("project has no recorded approval and data-controller sign-off")
-        if day < project.start_date:
-            reasons.append(f"project starts on {project.start_date}")
-        if day > project.end_date:
-            reasons.append(f"project ended on {project.end_date}")
+        reasons.extend(project_problems(project, day))
 
     role = None
     if person is not None and project is not None:

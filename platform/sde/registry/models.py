@@ -9,12 +9,10 @@ from sqlalchemy import JSON, Date, DateTime, ForeignKey, String, Text, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sde.core.db import Base
+from sde.registry.enums import PersonStatus, ProjectStatus
 
-PERSON_STATUSES = ("active", "suspended", "left")
-PROJECT_STATUSES = ("proposed", "approved", "active", "closed")
-PROJECT_ROLES = ("researcher", "principal_investigator")
-GLOBAL_ROLES = ("output_checker", "auditor", "operator")
-CLASSIFICATIONS = ("identifiable", "pseudonymised", "anonymised", "synthetic")
+# Status, role and classification columns hold the values of the StrEnums in
+# sde.registry.enums as plain strings.
 
 
 class Person(Base):
@@ -28,7 +26,7 @@ class Person(Base):
     accreditation_expiry: Mapped[date | None] = mapped_column(Date)
     training_completed: Mapped[date | None] = mapped_column(Date)
     training_expiry: Mapped[date | None] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=PersonStatus.ACTIVE)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     memberships: Mapped[list[Membership]] = relationship(
@@ -52,7 +50,7 @@ class Project(Base):
     controller_signoff_on: Mapped[date | None] = mapped_column(Date)
     start_date: Mapped[date] = mapped_column(Date)
     end_date: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    status: Mapped[str] = mapped_column(String(16), default=ProjectStatus.PROPOSED)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     memberships: Mapped[list[Membership]] = relationship(

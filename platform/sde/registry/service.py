@@ -15,13 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sde.audit import record, write_operation
-from sde.core.errors import Conflict, NotFound, SdeError
+from sde.core.errors import AccessDenied, Conflict, InvalidInput, NotFound
 from sde.registry import validate
+from sde.registry.enums import Classification, GlobalRoleName, PersonStatus, ProjectRole
 from sde.registry.models import (
-    CLASSIFICATIONS,
-    GLOBAL_ROLES,
-    PERSON_STATUSES,
-    PROJECT_ROLES,
     Dataset,
     DatasetVersion,
     GlobalRole,
@@ -30,7 +27,13 @@ from sde.registry.models import (
     Person,
     Project,
 )
-from sde.registry.policies import next_project_status
+from sde.registry.policies import (
+    PROJECT_START,
+    check_project_open,
+    lapsed,
+    next_project_status,
+    person_is_active,
+)
 
 
 def _now() -> datetime:
@@ -80,20 +83,6 @@ def get_dataset_version(session: Session, name: str, version: int | None = None)
     return dv
 
 
-def lapsed(person: Person, on: date) -> list[str]:
-    """Why a person's accreditation or training does not cover `on` (empty when current)."""
-    reasons = []
-    if person.accreditation_expiry is None:
-        reasons.append("no accreditation on record")
-    elif person.accreditation_expiry < on:
-        reasons.append(f"accreditation expired on {person.accreditation_expiry}")
-    if person.training_expiry is None:
-        reasons.append("no data-protection training on record")
-    elif person.training_expiry < on:
-        reasons.append(f"training expired on {person.training_expiry}")
-    return reasons
-
-
 # ---------------------------------------------------------------- people
 
 
@@ -114,13 +103,13 @@ def add_person(
     email = validate.email(email)
     today = _now().date()
     if accreditation_expiry is not None and accreditation_expiry < today:
-        raise SdeError(
+        raise InvalidInput(
             f"accreditation expired on {accreditation_expiry}: record a current accreditation"
         )
     if training_expiry is not None and training_expiry < today:
-        raise SdeError(f"training expired on {training_expiry}: record current training")
+        raise InvalidInput(f"training expired on {training_expiry}: record current training")
     if training_completed and training_expiry and training_expiry < training_completed:
-        raise SdeError(
+        raise InvalidInput(
             f"training expiry {training_expiry} is before its completion {training_completed}"
         )
     if session.scalar(select(Person.id).where(Person.username == username)) is not None:
@@ -135,7 +124,7 @@ def add_person(
         accreditation_expiry=accreditation_expiry,
         training_completed=training_completed,
         training_expiry=training_expiry,
-        status="active",
+        status=PersonStatus.ACTIVE,
         created_at=_now(),
     )
     session.add(person)
@@ -173,10 +162,10 @@ def update_person(session: Session, actor: str, username: str, **changes: Any) -
     person = get_person(session, username)
     unknown = set(changes) - set(PERSON_FIELDS)
     if unknown:
-        raise SdeError(f"cannot change {', '.join(sorted(unknown))} of a person")
+        raise InvalidInput(f"cannot change {', '.join(sorted(unknown))} of a person")
     changes = {k: v for k, v in changes.items() if v is not None}
     if not changes:
-        raise SdeError("nothing to change")
+        raise InvalidInput("nothing to change")
     if "email" in changes:
         changes["email"] = validate.email(changes["email"])
         other = session.scalar(select(Person.id).where(Person.email == changes["email"]))
@@ -200,7 +189,7 @@ def update_person(session: Session, actor: str, username: str, **changes: Any) -
 def set_person_status(
     session: Session, actor: str, username: str, status: str, reason: str
 ) -> Person:
-    validate.choice("status", status, PERSON_STATUSES)
+    status = validate.choice("status", status, PersonStatus)
     reason = validate.text("reason", reason, 500)
     person = get_person(session, username)
     if person.status == status:
@@ -217,7 +206,7 @@ def set_person_status(
 
 @write_operation("role.grant")
 def grant_role(session: Session, actor: str, username: str, role: str) -> None:
-    validate.choice("role", role, GLOBAL_ROLES)
+    role = validate.choice("role", role, GlobalRoleName)
     person = get_person(session, username)
     if role in person.role_names:
         raise Conflict(f"user {username!r} already has role {role}")
@@ -232,7 +221,7 @@ def grant_role(session: Session, actor: str, username: str, role: str) -> None:
 
 @write_operation("role.revoke")
 def revoke_role(session: Session, actor: str, username: str, role: str) -> None:
-    validate.choice("role", role, GLOBAL_ROLES)
+    role = validate.choice("role", role, GlobalRoleName)
     person = get_person(session, username)
     match = [r for r in person.roles if r.role == role]
     if not match:
@@ -270,7 +259,7 @@ def create_project(
         lay_summary=validate.text("lay summary", lay_summary, 5000, required=False),
         start_date=start_date,
         end_date=end_date,
-        status="proposed",
+        status=PROJECT_START,
         created_at=_now(),
     )
     session.add(project)
@@ -297,8 +286,7 @@ def update_project(
     end_date: date | None = None,
 ) -> Project:
     project = get_project(session, slug)
-    if project.status == "closed":
-        raise Conflict(f"project {slug} is closed and can no longer change")
+    check_project_open(project, " and can no longer change")
     changes: dict[str, Any] = {}
     if title is not None:
         changes["title"] = validate.text("title", title, 300)
@@ -309,7 +297,7 @@ def update_project(
     if end_date is not None:
         changes["end_date"] = end_date
     if not changes:
-        raise SdeError("nothing to change")
+        raise InvalidInput("nothing to change")
     validate.date_range(
         changes.get("start_date", project.start_date), changes.get("end_date", project.end_date)
     )
@@ -390,18 +378,17 @@ def close_project(session: Session, actor: str, slug: str, reason: str = "") -> 
 
 @write_operation("membership.add")
 def add_member(
-    session: Session, actor: str, slug: str, username: str, role: str = "researcher"
+    session: Session, actor: str, slug: str, username: str, role: str = ProjectRole.RESEARCHER
 ) -> Membership:
-    validate.choice("project role", role, PROJECT_ROLES)
+    role = validate.choice("project role", role, ProjectRole)
     project = get_project(session, slug)
     person = get_person(session, username)
-    if project.status == "closed":
-        raise Conflict(f"project {slug} is closed")
-    if person.status != "active":
+    check_project_open(project)
+    if not person_is_active(person):
         raise Conflict(f"user {username!r} is {person.status}")
     problems = lapsed(person, _now().date())
     if problems:
-        raise SdeError(f"cannot add {username!r} to {slug}: {'; '.join(problems)}")
+        raise AccessDenied(f"cannot add {username!r} to {slug}: {'; '.join(problems)}")
     existing = session.scalar(
         select(Membership).where(Membership.person_id == person.id, Membership.project_slug == slug)
     )
@@ -446,7 +433,7 @@ def add_dataset(
     session: Session, actor: str, *, name: str, description: str, classification: str
 ) -> Dataset:
     name = validate.dataset_name(name)
-    validate.choice("classification", classification, CLASSIFICATIONS)
+    classification = validate.choice("classification", classification, Classification)
     if session.get(Dataset, name) is not None:
         raise Conflict(f"dataset {name!r} already exists")
     dataset = Dataset(
@@ -489,7 +476,7 @@ def add_dataset_version(
     elif version != next_version:
         raise Conflict(f"dataset {name!r}: next version is {next_version}, not {version}")
     if len(manifest_hash) != 64:
-        raise SdeError("manifest hash must be a SHA-256 hex digest")
+        raise InvalidInput("manifest hash must be a SHA-256 hex digest")
     dv = DatasetVersion(
         dataset_name=name,
         version=version,
@@ -529,8 +516,7 @@ def grant_access(
     columns: list[str],
 ) -> Grant:
     project = get_project(session, slug)
-    if project.status == "closed":
-        raise Conflict(f"project {slug} is closed")
+    check_project_open(project)
     dv = get_dataset_version(session, dataset, version)
     cols = validate.columns(columns)
     _check_columns(dv, cols)

@@ -1,11 +1,15 @@
-"""Checks on registry input; each failure is a one-line SdeError."""
+"""Checks on registry input; each failure is a one-line InvalidInput."""
 
 from __future__ import annotations
 
 import re
 from datetime import date
+from enum import StrEnum
+from typing import TypeVar
 
-from sde.core.errors import SdeError
+from sde.core.errors import InvalidInput
+
+E = TypeVar("E", bound=StrEnum)
 
 USERNAME_RE = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
 # Project slugs double as JupyterHub named-server names: 1-30 of [a-z0-9-].
@@ -17,7 +21,7 @@ COLUMN_RE = re.compile(r"^[a-z_][a-z0-9_]*\.(?:\*|[a-z_][a-z0-9_]*)$")
 
 def username(value: str) -> str:
     if not USERNAME_RE.match(value):
-        raise SdeError(
+        raise InvalidInput(
             f"invalid username {value!r}: use 2-64 characters a-z 0-9 . _ -, starting with a letter"
         )
     return value
@@ -25,7 +29,7 @@ def username(value: str) -> str:
 
 def slug(value: str) -> str:
     if not SLUG_RE.match(value):
-        raise SdeError(
+        raise InvalidInput(
             f"invalid project id {value!r}: use 1-30 characters a-z 0-9 -, "
             "not starting or ending with -"
         )
@@ -34,7 +38,7 @@ def slug(value: str) -> str:
 
 def dataset_name(value: str) -> str:
     if not DATASET_RE.match(value):
-        raise SdeError(
+        raise InvalidInput(
             f"invalid dataset name {value!r}: use a-z 0-9 _, starting with a letter (max 64)"
         )
     return value
@@ -42,28 +46,31 @@ def dataset_name(value: str) -> str:
 
 def email(value: str) -> str:
     if not EMAIL_RE.match(value):
-        raise SdeError(f"invalid email address {value!r}")
+        raise InvalidInput(f"invalid email address {value!r}")
     return value.lower()
 
 
-def choice(kind: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise SdeError(f"invalid {kind} {value!r}: expected one of {', '.join(allowed)}")
-    return value
+def choice(kind: str, value: str, allowed: type[E]) -> E:
+    """`value` as a member of `allowed`, the enum of that kind."""
+    try:
+        return allowed(value)
+    except ValueError:
+        expected = ", ".join(allowed)
+        raise InvalidInput(f"invalid {kind} {value!r}: expected one of {expected}") from None
 
 
 def text(kind: str, value: str, max_len: int, required: bool = True) -> str:
     value = value.strip()
     if required and not value:
-        raise SdeError(f"{kind} must not be empty")
+        raise InvalidInput(f"{kind} must not be empty")
     if len(value) > max_len:
-        raise SdeError(f"{kind} is longer than {max_len} characters")
+        raise InvalidInput(f"{kind} is longer than {max_len} characters")
     return value
 
 
 def date_range(start: date, end: date) -> None:
     if end < start:
-        raise SdeError(f"end date {end} is before start date {start}")
+        raise InvalidInput(f"end date {end} is before start date {start}")
 
 
 def parse_date(kind: str, value: str | date | None) -> date | None:
@@ -72,13 +79,13 @@ def parse_date(kind: str, value: str | date | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise SdeError(f"invalid {kind} {value!r}: expected YYYY-MM-DD") from None
+        raise InvalidInput(f"invalid {kind} {value!r}: expected YYYY-MM-DD") from None
 
 
 def columns(values: list[str]) -> list[str]:
     if not values:
-        raise SdeError("a grant needs at least one column (table.column or table.*)")
+        raise InvalidInput("a grant needs at least one column (table.column or table.*)")
     for value in values:
         if not COLUMN_RE.match(value):
-            raise SdeError(f"invalid column {value!r}: expected table.column or table.*")
+            raise InvalidInput(f"invalid column {value!r}: expected table.column or table.*")
     return sorted(set(values))
