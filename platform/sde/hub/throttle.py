@@ -25,11 +25,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import DateTime, Integer, String, delete, func, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from sde.core.clock import as_utc, utc_now
 from sde.core.db import Base
 
 # Seconds an attempt waits at most, however many failures precede it.
@@ -51,17 +52,6 @@ class LoginThrottle(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def account_key(username: str) -> str:
@@ -143,10 +133,10 @@ def throttle_state(
     lockout_seconds: int,
     at: datetime | None = None,
 ) -> Throttle:
-    at = at or _now()
+    at = at or utc_now()
     key = account_key(username)
     row = session.get(LoginThrottle, (key, source))
-    locked = _aware(row.locked_until) if row is not None else None
+    locked = as_utc(row.locked_until) if row is not None else None
     recent = LoginThrottle.last_failure_at >= at - timedelta(seconds=lockout_seconds)
     on_account = session.scalar(
         select(func.coalesce(func.sum(LoginThrottle.failures), 0)).where(
@@ -177,7 +167,7 @@ def count_failure(
     The caller records the audit event; attempts while locked are not counted, so
     they do not extend the lock.
     """
-    now = _now()
+    now = utc_now()
     window = timedelta(seconds=lockout_seconds)
     # Rows that neither lock nor slow anything any more go, so that typed names
     # cannot grow the table without end.
@@ -192,7 +182,7 @@ def count_failure(
     if row is None:
         row = LoginThrottle(username=key, source=source, failures=0, last_failure_at=now)
         session.add(row)
-    locked = _aware(row.locked_until)
+    locked = as_utc(row.locked_until)
     if locked is not None and locked > now:
         return row.failures, None
     if locked is not None:
@@ -215,8 +205,8 @@ def clear(session: Session, username: str, source: str | None = None) -> None:
 
 def locked_sources(session: Session, username: str, at: datetime | None = None) -> list[str]:
     """The sources `username` is locked from now (for operators)."""
-    at = at or _now()
+    at = at or utc_now()
     rows = session.scalars(
         select(LoginThrottle).where(LoginThrottle.username == account_key(username))
     )
-    return sorted(r.source for r in rows if (_aware(r.locked_until) or at) > at)
+    return sorted(r.source for r in rows if (as_utc(r.locked_until) or at) > at)
