@@ -29,6 +29,7 @@ from sqlalchemy import DateTime, ForeignKey, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from sde.audit import record, write_operation
+from sde.core.clock import as_utc, utc_now
 from sde.core.db import Base
 from sde.core.errors import NotFound, SdeError
 from sde.hub import throttle
@@ -62,17 +63,6 @@ class Credential(Base):
     # Time step of the last accepted code: a code is accepted once (RFC 6238, 5.2).
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored here is UTC.
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 # ---------------------------------------------------------------- key at rest
@@ -229,9 +219,9 @@ def set_password(session: Session, actor: str, username: str, password: str) -> 
     cred = session.get(Credential, person.id)
     first = cred is None
     if cred is None:
-        cred = Credential(person_id=person.id, password_hash=digest, password_set_at=_now())
+        cred = Credential(person_id=person.id, password_hash=digest, password_set_at=utc_now())
         session.add(cred)
-    cred.password_hash, cred.password_set_at = digest, _now()
+    cred.password_hash, cred.password_set_at = digest, utc_now()
     throttle.clear(session, username)
     record(
         session,
@@ -254,7 +244,7 @@ def reset_credentials(
     if cred is None:
         raise NotFound(f"user {username!r} has no sign-in credentials yet; set a password first")
     cred.password_hash = _hasher.hash(_check_password(password))
-    cred.password_set_at = _now()
+    cred.password_set_at = utc_now()
     was_enrolled = cred.enrolled_at is not None
     cred.totp_secret, cred.enrolled_at, cred.totp_last_step = None, None, None
     throttle.clear(session, username)
@@ -286,7 +276,7 @@ def enrol_totp(
     if cred.enrolled_at is not None:
         raise SdeError(f"user {username!r} is already enrolled; an operator reset comes first")
     cred.totp_secret = cipher.encrypt(secret.encode()).decode()
-    cred.enrolled_at = _now()
+    cred.enrolled_at = utc_now()
     cred.totp_last_step = step
     record(session, actor=actor, target=f"person:{username}")
 
@@ -316,7 +306,7 @@ def record_login_success(
             if cred.totp_last_step is not None and totp_step <= cred.totp_last_step:
                 raise CodeReused("this authenticator code has been used already")
             cred.totp_last_step = totp_step
-        cred.last_login_at = _now()
+        cred.last_login_at = utc_now()
     if source is not None:
         throttle.clear(session, username, source)
     record(
@@ -355,7 +345,7 @@ def generation(session: Session, username: str) -> str:
     also when the person has signed in again meanwhile.
     """
     cred = credential_of(session, username)
-    stamp = _aware(cred.password_set_at) if cred is not None else None
+    stamp = as_utc(cred.password_set_at) if cred is not None else None
     raw = stamp.isoformat() if stamp is not None else "none"
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
