@@ -14,6 +14,7 @@ from sde.core.config import Settings
 from sde.core.db import transaction
 from sde.demo import DEMO_ACTOR
 from sde.registry import service
+from sde.registry.enums import Classification
 from sde.registry.models import Dataset, Grant
 
 DEMO_DATASET = "synthetic_ehr"
@@ -54,7 +55,7 @@ def build_demo_data(
             IngestOptions(
                 suppress_to_k=settings.data.k_anonymity_target,
                 description="Synthetic primary and secondary care records (OMOP-like).",
-                classification="synthetic",
+                classification=Classification.SYNTHETIC,
             ),
             progress,
         )

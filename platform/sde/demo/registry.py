@@ -9,16 +9,17 @@ from sqlalchemy.orm import Session
 
 from sde.demo import DEMO_ACTOR, DEMO_PROJECT
 from sde.registry import service
+from sde.registry.enums import GlobalRoleName, ProjectRole
 from sde.registry.models import Person, Project
 
 # username, full name, global roles, project role in the demo project
-DEMO_PEOPLE: list[tuple[str, str, tuple[str, ...], str | None]] = [
-    ("alice", "Alice Researcher", (), "principal_investigator"),
-    ("bob", "Bob Analyst", (), "researcher"),
-    ("carol", "Carol Checker", ("output_checker",), None),
-    ("dan", "Dan Checker", ("output_checker",), None),
-    ("erin", "Erin Auditor", ("auditor",), None),
-    ("oscar", "Oscar Operator", ("operator",), None),
+DEMO_PEOPLE: list[tuple[str, str, tuple[GlobalRoleName, ...], ProjectRole | None]] = [
+    ("alice", "Alice Researcher", (), ProjectRole.PRINCIPAL_INVESTIGATOR),
+    ("bob", "Bob Analyst", (), ProjectRole.RESEARCHER),
+    ("carol", "Carol Checker", (GlobalRoleName.OUTPUT_CHECKER,), None),
+    ("dan", "Dan Checker", (GlobalRoleName.OUTPUT_CHECKER,), None),
+    ("erin", "Erin Auditor", (GlobalRoleName.AUDITOR,), None),
+    ("oscar", "Oscar Operator", (GlobalRoleName.OPERATOR,), None),
 ]
 
 
