@@ -18,6 +18,7 @@ from typing import Any
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import SdeError
+from sde.core.files import write_atomic
 from sde.workspaces import hardening
 from sde.workspaces.engine import docker_client, list_containers
 from sde.workspaces.pool.containers import (
@@ -45,10 +46,7 @@ SWEEP_EVERY_S = 30.0
 
 
 def _write_state(settings: Settings, state: dict[str, Any]) -> None:
-    path = state_file(settings)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
+    write_atomic(state_file(settings), json.dumps(state))
 
 
 def _is_ready(container: Any) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sde.core.config import Settings
 from sde.core.errors import SdeError
+from sde.core.files import write_atomic
 from sde.workspaces.pool.mounts import is_mount, run, slots_root
 
 CLAIM_DIR = "/run/sde"
@@ -90,19 +91,12 @@ def take(slot: Slot) -> bool:
 
 def write_claim(slot: Slot, claim: dict[str, Any], uid: int, gid: int) -> None:
     """The server's environment and command line, readable by the workspace user only."""
-    tmp = slot.ctl / f".{CLAIM_NAME}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-    with os.fdopen(fd, "w") as f:
-        json.dump(claim, f)
-    os.chown(tmp, uid, gid)
     # The waiting process polls for the name: it appears whole or not at all.
-    os.replace(tmp, slot.claim_file)
+    write_atomic(slot.claim_file, json.dumps(claim), mode=0o400, owner=(uid, gid))
 
 
 def write_owner(slot: Slot, owner: dict[str, str]) -> None:
-    tmp = slot.path / f".{OWNER_NAME}.tmp"
-    tmp.write_text(json.dumps(owner))
-    os.replace(tmp, slot.owner_file)
+    write_atomic(slot.owner_file, json.dumps(owner))
 
 
 def owners(settings: Settings) -> dict[str, dict[str, str]]:
@@ -136,7 +130,9 @@ def release(settings: Settings, name: str) -> None:
                 # only a mount that is still there is a failure.
                 if is_mount(target):
                     raise
-    for leftover in (slot.claim_file, slot.ctl / f".{CLAIM_NAME}.tmp", slot.owner_file, slot.taken):
+    # With the temporary files of a write that was killed half-way.
+    leftovers = [*slot.ctl.glob(f".{CLAIM_NAME}.*"), *slot.path.glob(f".{OWNER_NAME}.*")]
+    for leftover in (slot.claim_file, slot.owner_file, slot.taken, *leftovers):
         leftover.unlink(missing_ok=True)
     for path in (slot.data, slot.work, slot.ctl, slot.path):
         with contextlib.suppress(FileNotFoundError):
