@@ -53,7 +53,7 @@ class HubSite:
         """Give `username` a password and an enrolled authenticator; returns the TOTP secret."""
         self.set_password(username, password)
         secret = credentials.generate_totp_secret()
-        cipher = credentials.totp_cipher(self.settings.home / "keys" / "hub-totp.key")
+        cipher = credentials.totp_cipher(self.settings.totp_key_path)
         with transaction(self.engine) as s:
             credentials.enrol_totp(s, ACTOR, username, secret, cipher)
         self.secrets[username] = secret
