@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-import click
+import typer
 import typer.main
 
 from sde.cli.main import COMMANDS, app
@@ -35,7 +35,7 @@ BEFORE = [
 
 def test_cli_commands_same_as_before_entry_points(capsys):
     root = typer.main.get_command(app)
-    assert root.list_commands(click.Context(root)) == BEFORE
+    assert root.list_commands(typer.Context(root)) == BEFORE
     result = run_sde(capsys, "--help")
     assert result.code == 0, result.err
     # The first word of each row of the help's panels; wrapped descriptions start blank.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from importlib.metadata import entry_points
+from typing import Any
 
 import click
 import typer
@@ -28,7 +29,7 @@ class Commands(TyperGroup):
     alphabetically rather than in whatever order they happened to be attached.
     """
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return sorted(self.commands)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sde.core.errors import SdeError
+
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's content, read in blocks (files can be many GB)."""
@@ -54,3 +56,29 @@ def write_atomic(
     """Write `data` (text as UTF-8) to `path` whole or not at all (see `replacing`)."""
     with replacing(path, mode, owner) as tmp:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def secret_file(path: Path, make: bytes | None = None) -> bytes:
+    """Read a secret file, creating it 0600 (atomically) with `make` when absent.
+
+    Unlike `write_atomic`, it never replaces a file: processes starting at once
+    (the hub and its services) must all end up with the same key, the first one
+    written.
+    """
+    if path.exists():
+        return path.read_bytes().strip()
+    if make is None:
+        raise SdeError(f"secret file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(make)
+    try:
+        # link() fails when another process won the race; its key then wins.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_bytes().strip()

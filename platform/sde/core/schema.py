@@ -35,7 +35,7 @@ def version_locations() -> tuple[Path, ...]:
     Loading a component's migrations package also imports its tables onto the
     shared metadata, which env.py hands to autogenerate.
     """
-    folders = []
+    folders: list[Path] = []
     for entry_point in sorted(entry_points(group=COMPONENT_MIGRATIONS), key=lambda e: e.name):
         package = entry_point.load()
         folders.extend(Path(folder) for folder in package.__path__)

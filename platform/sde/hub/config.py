@@ -31,7 +31,7 @@ from sqlalchemy import select
 
 from sde.core.config import Settings, load_settings
 from sde.core.errors import ConfigError
-from sde.hub.credentials import secret_file
+from sde.core.files import secret_file
 from sde.hub.origins import OriginProxy, origins_for, redirect_handlers, redirect_route
 from sde.hub.roles import (
     CULLER_SCOPES,

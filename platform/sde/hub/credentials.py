@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import time
@@ -32,6 +31,7 @@ from sde.audit import record, write_operation
 from sde.core.clock import as_utc, utc_now
 from sde.core.db import Base
 from sde.core.errors import NotFound, SdeError
+from sde.core.files import secret_file
 from sde.hub import throttle
 from sde.registry.models import Person
 from sde.registry.service import get_person
@@ -66,27 +66,6 @@ class Credential(Base):
 
 
 # ---------------------------------------------------------------- key at rest
-
-
-def secret_file(path: Path, make: bytes | None = None) -> bytes:
-    """Read a secret file, creating it 0600 (atomically) with `make` when absent."""
-    if path.exists():
-        return path.read_bytes().strip()
-    if make is None:
-        raise SdeError(f"secret file {path} does not exist")
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(make)
-    try:
-        # link() fails when another process won the race; its key then wins.
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes().strip()
 
 
 def totp_cipher(key_path: Path) -> Fernet:

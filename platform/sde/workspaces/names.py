@@ -36,7 +36,7 @@ ID_HEX = 32
 
 def names_key(settings: Settings) -> bytes:
     """The installation's naming key, created on first use (0600, beside the other keys)."""
-    from sde.hub.credentials import secret_file
+    from sde.core.files import secret_file
 
     return secret_file(settings.names_key_path, secrets.token_hex(32).encode())
 
