@@ -40,8 +40,8 @@ from typing import Any
 
 from tornado import httpclient, httpserver, web
 
-from sde.core.config import Settings, load_settings
-from sde.core.errors import SdeError
+from sde.core.config import Settings
+from sde.core.services import run_service
 from sde.workspaces import firewall, network
 
 log = logging.getLogger("sde.workspaces.gate")
@@ -263,11 +263,7 @@ def service(settings: Settings, env: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> None:
-    try:
-        serve(load_settings())
-    except SdeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_service(serve)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from typing import Any
 
-from sde.core.config import Settings, load_settings
+from sde.core.config import Settings
 from sde.core.errors import SdeError
 from sde.core.files import write_atomic
+from sde.core.services import run_service
 from sde.workspaces import hardening
 from sde.workspaces.engine import docker_client, list_containers
 from sde.workspaces.pool.containers import (
@@ -213,8 +213,4 @@ def wait_ready(settings: Settings, timeout: float = 120.0) -> None:
 
 
 def main() -> None:
-    try:
-        serve(load_settings())
-    except SdeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_service(serve)
