@@ -289,6 +289,7 @@ class SdeAuthenticator(Authenticator):
 
     def _account(self, username: str, cookie_id: str) -> tuple[str, str, bool]:
         """Why the sessions must end (empty if not), the credential generation, operator?"""
+        from sde.registry.enums import GlobalRoleName
         from sde.registry.service import get_person
 
         with self.store.read() as s:
@@ -296,7 +297,7 @@ class SdeAuthenticator(Authenticator):
             tag = creds.generation(s, username)
             if not problem and not cookie_id.endswith(f".{tag}"):
                 problem = "the password was set or reset since these sessions began"
-            operator = not problem and "operator" in get_person(s, username).role_names
+            operator = not problem and GlobalRoleName.OPERATOR in get_person(s, username).role_names
         if problem:
             with self.store.write() as s:
                 creds.record_session_ended(s, username, problem)

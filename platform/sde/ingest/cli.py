@@ -20,6 +20,7 @@ from rich.table import Table
 
 from sde.cli.context import actor, console, engine, err_console, read, settings, show, write
 from sde.ingest.source import SourceInvalid
+from sde.registry.enums import Classification
 
 optout_app = typer.Typer(
     name="optout",
@@ -88,7 +89,9 @@ def ingest_command(
         "", "--description", help="Description, when the dataset is new."
     ),
     classification: str = typer.Option(
-        "pseudonymised", "--classification", help="Classification, when the dataset is new."
+        Classification.PSEUDONYMISED,
+        "--classification",
+        help="Classification, when the dataset is new.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:

@@ -38,6 +38,7 @@ from sde.ingest.source import (
     stage,
 )
 from sde.registry import validate
+from sde.registry.enums import Classification
 from sde.synth.schema import POSTCODE_COLUMN, TABLES
 
 FORMAT = "sde-dataset-manifest/1"
@@ -55,7 +56,7 @@ class IngestOptions:
     reference_year: int | None = None  # for age bands; default: the current year
     free_text: str = "scrub"  # or "drop"
     description: str = ""
-    classification: str = "pseudonymised"
+    classification: str = Classification.PSEUDONYMISED
     memory_limit: str = "4GB"
     threads: int | None = None
 

@@ -50,9 +50,9 @@ from sde.ingest.pipeline import LINKAGE, PARQUET
 from sde.ingest.publish import build_dir, discard, freeze
 from sde.ingest.source import one
 from sde.registry import service
+from sde.registry.policies import PROVISIONABLE_PROJECT_STATES
 
 FORMAT = "sde-project-data/1"
-PROVISIONABLE = ("approved", "active")
 
 ProgressHook = Callable[[str, int | None], Callable[[int], None]]
 
@@ -111,7 +111,7 @@ def _lit(text: str) -> str:
 
 def _read_grants(session: Any, slug: str) -> tuple[list[GrantSpec], bool, str | None, Any]:
     project = service.get_project(session, slug)
-    if project.status not in PROVISIONABLE:
+    if project.status not in PROVISIONABLE_PROJECT_STATES:
         raise Conflict(
             f"project {slug} is {project.status}: only approved or active projects are provisioned"
         )

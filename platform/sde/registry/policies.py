@@ -83,6 +83,11 @@ PROJECT_STATES: dict[ProjectStatus, StateInfo] = {
 # States from which nothing leads on: the record is kept, frozen.
 FINAL_PROJECT_STATES = frozenset({ProjectStatus.CLOSED})
 
+# Members may work (start workspaces) only in these (`project_problems`).
+WORKING_PROJECT_STATES = frozenset({ProjectStatus.ACTIVE})
+# A project's data may be built in these (`sde projects provision`).
+PROVISIONABLE_PROJECT_STATES = frozenset({ProjectStatus.APPROVED, ProjectStatus.ACTIVE})
+
 
 # ---------------------------------------------------------------- project lifecycle
 
@@ -137,7 +142,7 @@ def person_problems(person: Person, on: date) -> list[str]:
 def project_problems(project: Project, on: date) -> list[str]:
     """Why nobody may work in a project on `on`: its state, approval or dates."""
     reasons = []
-    if project.status != ProjectStatus.ACTIVE:
+    if project.status not in WORKING_PROJECT_STATES:
         reasons.append(f"project is {project.status}, not active")
     if not project.approval_ref or not project.controller_signoff_by:
         reasons.append("project has no recorded approval and data-controller sign-off")
@@ -149,6 +154,10 @@ def project_problems(project: Project, on: date) -> list[str]:
 
 
 # ---------------------------------------------------------------- the generated page
+
+
+def _states(states: frozenset[ProjectStatus]) -> list[ProjectStatus]:
+    return sorted(states, key=list(ProjectStatus).index)
 
 
 def lifecycle_reference() -> str:
@@ -165,17 +174,25 @@ def lifecycle_reference() -> str:
         f"    [*] --> {PROJECT_START}: create",
     ]
     for action, t in PROJECT_TRANSITIONS.items():
-        for source in sorted(t.sources, key=list(ProjectStatus).index):
+        for source in _states(t.sources):
             lines.append(f"    {source} --> {t.target}: {action}")
-    for final in sorted(FINAL_PROJECT_STATES, key=list(ProjectStatus).index):
+    for final in _states(FINAL_PROJECT_STATES):
         lines.append(f"    {final} --> [*]")
     lines += ["```", "", "| state | owner | meaning |", "|---|---|---|"]
     for state, info in PROJECT_STATES.items():
         lines.append(f"| `{state}` | {info.owner} | {info.meaning} |")
     lines += ["", "| action | from | to | audit event |", "|---|---|---|---|"]
     for action, t in PROJECT_TRANSITIONS.items():
-        sources = ", ".join(f"`{s}`" for s in sorted(t.sources, key=list(ProjectStatus).index))
+        sources = ", ".join(f"`{s}`" for s in _states(t.sources))
         lines.append(f"| `{action}` | {sources} | `{t.target}` | `{t.event}` |")
+    open_states = frozenset(ProjectStatus) - FINAL_PROJECT_STATES
+    lines += ["", "| allowed | in states |", "|---|---|"]
+    for allowed, states in (
+        ("members start workspaces (`access_decision`)", WORKING_PROJECT_STATES),
+        ("its data is provisioned (`sde projects provision`)", PROVISIONABLE_PROJECT_STATES),
+        ("details change, members join, data is granted", open_states),
+    ):
+        lines.append(f"| {allowed} | " + ", ".join(f"`{s}`" for s in _states(states)) + " |")
     lines += [
         "",
         "## People and roles",
