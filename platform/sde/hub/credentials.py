@@ -34,6 +34,7 @@ from sde.core.errors import NotFound, SdeError
 from sde.core.files import secret_file
 from sde.hub import throttle
 from sde.registry.models import Person
+from sde.registry.policies import person_is_active
 from sde.registry.service import get_person
 
 MIN_PASSWORD_LENGTH = 12
@@ -138,7 +139,7 @@ def login_state(session: Session, username: str) -> LoginState:
     return LoginState(
         username=username,
         exists=person is not None,
-        active=person is not None and person.status == "active",
+        active=person is not None and person_is_active(person),
         has_password=cred is not None,
         enrolled=cred is not None and cred.enrolled_at is not None,
     )
@@ -192,7 +193,7 @@ def generate_password() -> str:
 def set_password(session: Session, actor: str, username: str, password: str) -> None:
     """Set a person's password, keeping an existing TOTP enrolment."""
     person = get_person(session, username)
-    if person.status != "active":
+    if not person_is_active(person):
         raise SdeError(f"user {username!r} is {person.status}: no sign-in credentials")
     digest = _hasher.hash(_check_password(password))
     cred = session.get(Credential, person.id)
