@@ -12,9 +12,11 @@ release record can say exactly what was applied.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,28 @@ class Finding:
 
 Check = Callable[[Path, str, Settings], list[Finding]]
 
+# The status order: a report is as bad as its worst finding.
+_RANK = {CheckStatus.PASS: 0, CheckStatus.REVIEW: 1, CheckStatus.FAIL: 2}
+
+
+def check(name: str, reads: Sequence[str] = ()) -> Callable[[Check], Check]:
+    """Declare a check: its name in findings, and the settings ("section.name") it reads.
+
+    The runner records the value of each setting read in the report's thresholds,
+    so a release record names the limits that were applied, not today's.
+    """
+
+    def declare(fn: Check) -> Check:
+        setattr(fn, "check_name", name)  # noqa: B010 (a function's attribute, typed as Check)
+        setattr(fn, "reads", tuple(reads))  # noqa: B010
+        return fn
+
+    return declare
+
+
+def check_name(fn: Check) -> str:
+    return str(getattr(fn, "check_name", fn.__name__))
+
 
 @dataclass(frozen=True)
 class Report:
@@ -65,13 +89,57 @@ class Report:
         }
 
 
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def registered_checks() -> list[Check]:
-    """The checks declared in the `sde.airlock.checks` entry-point group, by name."""
-    raise NotImplementedError
+    """The checks declared in the `sde.airlock.checks` entry-point group, by name.
+
+    Each carries the version of the distribution that declared it (its
+    `check_version`), which the report records.
+    """
+    found = []
+    for ep in sorted(entry_points(group=CHECKS_GROUP), key=lambda e: e.name):
+        fn = ep.load()
+        if not hasattr(fn, "check_version"):
+            setattr(fn, "check_version", _version(ep.dist.name) if ep.dist else "unknown")  # noqa: B010
+        found.append(fn)
+    return found
+
+
+def _setting(settings: Settings, dotted: str) -> Any:
+    section, name = dotted.split(".")
+    value = getattr(getattr(settings, section), name)
+    return list(value) if isinstance(value, list | tuple) else value
 
 
 def run_checks(
     path: Path, name: str, settings: Settings, checks: Sequence[Check] | None = None
 ) -> Report:
-    """Run every registered check (or `checks`) over one file; the worst status wins."""
-    raise NotImplementedError
+    """Run every registered check (or `checks`) over one file; the worst status wins.
+
+    A check that raises becomes a failing finding with the error: a broken check
+    must block, never pass a file silently, and never stall the request.
+    """
+    chosen = registered_checks() if checks is None else list(checks)
+    findings: list[Finding] = []
+    thresholds: dict[str, Any] = {}
+    versions = {"sde": _version("sde"), "python": platform.python_version()}
+    for fn in chosen:
+        label = check_name(fn)
+        versions[f"check.{label}"] = str(getattr(fn, "check_version", versions["sde"]))
+        for dotted in getattr(fn, "reads", ()):
+            thresholds[dotted] = _setting(settings, dotted)
+        try:
+            findings.extend(fn(path, name, settings))
+        except Exception as exc:
+            findings.append(
+                Finding(label, CheckStatus.FAIL, f"the check failed: {type(exc).__name__}: {exc}")
+            )
+    worst = max((_RANK[f.status] for f in findings), default=0)
+    status = next(s for s, rank in _RANK.items() if rank == worst)
+    return Report(status=status, findings=findings, thresholds=thresholds, versions=versions)
