@@ -269,6 +269,52 @@ class WorkspacesSettings:
     )
 
 
+def _file_types(value: list[str], settings: Settings) -> str | None:
+    """Extensions as the airlock compares them: lower case, no dot, letters and digits."""
+    bad = [t for t in value if not (t.isascii() and t.isalnum() and t == t.lower())]
+    if not value:
+        return "must name at least one file type"
+    return f"expected extensions such as csv or png, got {bad}" if bad else None
+
+
+@dataclass(frozen=True)
+class AirlockSettings:
+    store_dir: str = setting(
+        "",
+        "Where the airlock keeps the snapshots of added files, named by their SHA-256 "
+        "(read-only, never deleted: revocation keeps the evidence). Empty means "
+        "$SDE_HOME/airlock/store.",
+    )
+    reviews_required: int = setting(
+        2,
+        "Independent output-checker reviews an egress request needs before it can be "
+        "approved (checkers are blind to each other's votes until this many are in). "
+        "At least 2.",
+        at_least(2),
+    )
+    ingress_reviews_required: int = setting(
+        1, "Reviews an ingress request (files coming in) needs. At least 1.", at_least(1)
+    )
+    project_members_may_review: bool = setting(
+        False,
+        "Whether an output checker who is a member of a request's project may review it "
+        "(never its author).",
+    )
+    max_file_size: str = setting(
+        "16M", "Largest file the airlock accepts (K, M, G suffixes).", size("1")
+    )
+    max_files: int = setting(200, "Most files (all groups) in one request.", at_least(1))
+    max_csv_rows: int = setting(
+        5000, "Most data rows in a CSV or TSV file (the table-shape check).", at_least(1)
+    )
+    file_types: list[str] = setting(
+        ["csv", "tsv", "txt", "log", "md", "json", "png", "jpg", "jpeg", "svg"],
+        "File extensions the airlock accepts (checked with the bytes: archives are "
+        "refused whatever their name).",
+        _file_types,
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -278,6 +324,7 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     hub: HubSettings = field(default_factory=HubSettings)
     workspaces: WorkspacesSettings = field(default_factory=WorkspacesSettings)
+    airlock: AirlockSettings = field(default_factory=AirlockSettings)
 
     @property
     def database_url(self) -> str:
@@ -311,6 +358,10 @@ class Settings:
     def projects_dir(self) -> Path:
         return Path(self.data.projects_dir or self.home / "projects")
 
+    @property
+    def airlock_store_dir(self) -> Path:
+        return Path(self.airlock.store_dir or self.home / "airlock" / "store")
+
 
 SECTIONS: dict[str, type] = {
     "database": DatabaseSettings,
@@ -318,6 +369,7 @@ SECTIONS: dict[str, type] = {
     "data": DataSettings,
     "hub": HubSettings,
     "workspaces": WorkspacesSettings,
+    "airlock": AirlockSettings,
 }
 
 
