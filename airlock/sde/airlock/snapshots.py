@@ -78,6 +78,8 @@ class _OpenHow(ctypes.Structure):
 
 
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+_SYNC_FILE_RANGE_WRITE = 2  # start writeback of the range, without waiting for it
 _openat2_works: bool | None = None  # None until tried: seccomp or an old kernel say ENOSYS
 
 
@@ -351,6 +353,9 @@ def _store(
                 written = 0
                 while written < n:
                     written += os.write(out, chunk[written:])
+                # Start this chunk's writeback now, so the disk writes while the next
+                # chunk is read and hashed and the fsync below has little left to wait for.
+                _libc.sync_file_range(out, total - n, n, _SYNC_FILE_RANGE_WRITE)
                 n = _read_into(fd, view)
             os.fsync(out)  # evidence: the stored bytes must survive a crash once named
         finally:
