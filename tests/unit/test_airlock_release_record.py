@@ -74,7 +74,12 @@ def test_build_names_files_checks_thresholds_tools_and_reviews(released):
     record, _ = released
     assert record["format"] == "sde-release-record/1"
     assert record["files"] == [
-        {"name": "table.csv", "size": len(TABLE), "sha256": record["files"][0]["sha256"]}
+        {
+            "name": "table.csv",
+            "size": len(TABLE),
+            "sha256": record["files"][0]["sha256"],
+            "group": "g",
+        }
     ]
     assert record["thresholds"]["airlock.max_csv_rows"] == 5000
     assert {"sde", "python", "check.table_shape"} <= set(record["tools"])
@@ -228,3 +233,21 @@ def test_cli_verify_release_record_and_files(released, settings, tmp_path, monke
         assert result.code == 1 and "does not match" in result.err
     finally:
         context.reset()
+
+
+def test_signed_record_verifies_with_the_documented_recipe(released, settings, tmp_path):
+    """docs/airlock-checks.md tells outside parties how to verify without sde: it must work."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    record, _ = released
+    signed = json.loads(json.dumps(sign(record, settings)))
+    key = serialization.load_pem_public_key(release_record.public_key_pem(settings).encode())
+    message = (
+        b"sde-release-record\n"
+        + json.dumps(
+            signed["record"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    )
+    key.verify(base64.b64decode(signed["signature"]["value"]), message)

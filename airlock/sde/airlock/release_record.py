@@ -69,7 +69,8 @@ def build(
 ) -> dict[str, Any]:
     """The unsigned record (JSON-able); InvalidInput when a part is missing.
 
-    `files`: each {"name", "size", "sha256", ...} (the released outputs only);
+    `files`: each {"name", "size", "sha256", ...} (the released outputs only; further
+    keys such as the group and media type are kept);
     `reviews`: each reviewer's {"reviewer", "decision", "at", ...}; `reports`:
     `checks.Report.as_dict()` of each file by its sha256. A file without a
     report cannot be released: the record must say what was applied to each.
@@ -100,9 +101,7 @@ def build(
     record = {
         "format": FORMAT,
         "request": dict(request_summary),
-        "files": sorted(
-            ({k: f[k] for k in FILE_KEYS} for f in files), key=lambda f: str(f["name"])
-        ),
+        "files": sorted((dict(f) for f in files), key=lambda f: str(f["name"])),
         "checks": {sha: reports[sha] for sha in sorted(released)},
         "thresholds": thresholds,
         "tools": tools,
