@@ -21,9 +21,12 @@ from sqlalchemy.orm import Session
 
 from sde.audit import WRITE_OPERATIONS, UnauditedWrite
 from sde.audit.schema import audit_events
+from sde.core.config import Settings
 from sde.core.db import transaction
 from sde.registry import service
 from sde.registry.models import Person
+from tests.support import airlock as airlock_support
+from tests.support.airlock import airlock_settings
 from tests.support.registry import ACTOR, audit_count, make_active_project, make_person, today
 
 H = "ab" * 32
@@ -68,6 +71,7 @@ from sde.workspaces import events as workspace_events  # noqa: E402
 HUB_PW = "a long enough password"
 
 from sde.ingest import optout as data_optout  # noqa: E402
+from sde.keycloak import sync as keycloak_sync  # noqa: E402
 
 
 def _load_optout_list(s: Session) -> None:
@@ -211,7 +215,27 @@ CALLS: dict[str, Callable[[Session], Any]] = {
         data_optout.exempt(s, ACTOR, "p1", "s251 approval"),
         data_optout.revoke_exemption(s, ACTOR, "p1", "approval lapsed"),
     ),
+    "keycloak.sync": lambda s: keycloak_sync.record_changes(
+        s,
+        ACTOR,
+        [
+            keycloak_sync.Change("group.create", "/projects/p1"),
+            keycloak_sync.Change("group.join", "alice", {"group": "/projects/p1"}),
+            keycloak_sync.Change("user.disable", "bob", {"reasons": ["user is suspended"]}),
+        ],
+    ),
 }
+
+
+def _airlock_settings() -> Settings:
+    """A fresh home per call: each airlock call has its own store and keys."""
+    import tempfile
+
+    return airlock_settings(Path(tempfile.mkdtemp(prefix="sde-audit-airlock-")))
+
+
+# The airlock's write operations, each on a request the service took to the state it needs.
+CALLS.update(airlock_support.audit_calls(_airlock_settings))
 
 
 def test_audit_coverage_imports_every_component():
@@ -223,6 +247,8 @@ def test_audit_coverage_imports_every_component():
         "sde.workspaces.events",
         "sde.workspaces.network",
         "sde.data",
+        "sde.keycloak.sync",
+        "sde.airlock.service",
     ):
         assert module in IMPORTED
 
