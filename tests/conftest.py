@@ -205,3 +205,21 @@ def workspace_image(docker_engine: str) -> str:
 def platform_images(docker_engine: str) -> None:
     """sde-platform and sde-postgres, the images of docker-compose.yml."""
     _build_images("platform images", "infra/images/build.sh")
+
+
+# ---------------------------------------------------------------- keycloak
+
+
+from tests.support import keycloak as kc  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kc.KeycloakInstance]:
+    """A real Keycloak on loopback with the sde realm imported (tests/support/keycloak.py)."""
+    try:
+        instance = kc.start(tmp_path_factory.mktemp("keycloak") / "home")
+    except kc.Unavailable as exc:
+        require_service("keycloak", False, str(exc))
+        raise
+    yield instance
+    instance.stop()

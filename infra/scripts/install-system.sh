@@ -23,6 +23,10 @@ want chromium chromium
 want curl curl
 want node nodejs
 want npm npm
+# Keycloak for the tests (infra/keycloak/fetch.sh): a JRE to run it (Temurin, where
+# installed, is preferred by sde.keycloak.server) and maven to fetch it from Maven Central.
+want java openjdk-17-jre-headless
+want mvn maven
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 

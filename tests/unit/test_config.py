@@ -94,6 +94,10 @@ REFUSED = {
     "workspaces.access_check_seconds": "0",
     "workspaces.pool_dir": "run/sde",
     "workspaces.work_quota": "8M",
+    "keycloak.url": "ldap://auth.example.org",
+    "keycloak.realm": "",
+    "keycloak.hub_client_id": "",
+    "keycloak.airlock_client_id": "",
 }
 
 

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sde.core.errors import ConfigError
 from sde.core.validators import (
@@ -315,6 +316,70 @@ class AirlockSettings:
     )
 
 
+def _service_url(value: str, settings: Settings) -> str | None:
+    """Empty or scheme://host[:port][/path]: unlike the hub's, an address is fine here."""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{value!r}: expected http(s)://host[:port][/path]"
+    return None
+
+
+@dataclass(frozen=True)
+class KeycloakSettings:
+    url: str = setting(
+        "",
+        "Base URL at which the hub and the `sde` command reach Keycloak, "
+        "scheme://host[:port][/path] (e.g. https://auth.tre.example.org). Empty means "
+        "no Keycloak: the hub's embedded sign-in.",
+        _service_url,
+    )
+    realm: str = setting(
+        "sde",
+        "The Keycloak realm sde builds and imports (sde.keycloak.realm). Its lifetimes "
+        "follow the hub's: an SSO session lasts hub.session_hours, an access token "
+        "workspaces.access_check_seconds (so a lapse reaches a session within one access "
+        "check); an account locks after hub.max_failures failed sign-ins for "
+        "hub.lockout_seconds; every user must enrol a TOTP authenticator.",
+        length(1, 255),
+    )
+    hub_client_id: str = setting(
+        "sde-hub",
+        "Client id of the hub in the realm (a confidential OIDC client; redirect URI "
+        "hub.public_url/hub/oauth_callback).",
+        length(1, 255),
+    )
+    hub_client_secret: str = setting(
+        "",
+        "Path of the file holding the hub client's secret. Empty means "
+        "$SDE_HOME/keys/keycloak-hub-client.secret, created on first use (the realm import "
+        "sets it in Keycloak).",
+    )
+    airlock_client_id: str = setting(
+        "sde-airlock",
+        "Client id of the airlock service in the realm (a confidential OIDC client; "
+        "redirect URI on the service's own host, airlock--service.HOST).",
+        length(1, 255),
+    )
+    airlock_client_secret: str = setting(
+        "",
+        "Path of the file holding the airlock client's secret. Empty means "
+        "$SDE_HOME/keys/keycloak-airlock-client.secret, created on first use.",
+    )
+    admin_realm: str = setting(
+        "master", "Realm of the Keycloak administrator sde signs in as (realm import, sync)."
+    )
+    admin_username: str = setting(
+        "admin", "Keycloak administrator sde signs in as (realm import, sync)."
+    )
+    admin_password: str = setting(
+        "",
+        "Path of the file holding that administrator's password (never the password "
+        "itself). Empty means $SDE_HOME/keys/keycloak-admin.password; it must exist.",
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -324,6 +389,7 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     hub: HubSettings = field(default_factory=HubSettings)
     workspaces: WorkspacesSettings = field(default_factory=WorkspacesSettings)
+    keycloak: KeycloakSettings = field(default_factory=KeycloakSettings)
     airlock: AirlockSettings = field(default_factory=AirlockSettings)
 
     @property
@@ -351,6 +417,23 @@ class Settings:
         return Path(self.workspaces.names_key or self.home / "keys" / "workspace-names.key")
 
     @property
+    def keycloak_hub_secret_path(self) -> Path:
+        return Path(
+            self.keycloak.hub_client_secret or self.home / "keys" / "keycloak-hub-client.secret"
+        )
+
+    @property
+    def keycloak_airlock_secret_path(self) -> Path:
+        return Path(
+            self.keycloak.airlock_client_secret
+            or self.home / "keys" / "keycloak-airlock-client.secret"
+        )
+
+    @property
+    def keycloak_admin_password_path(self) -> Path:
+        return Path(self.keycloak.admin_password or self.home / "keys" / "keycloak-admin.password")
+
+    @property
     def datasets_dir(self) -> Path:
         return Path(self.data.datasets_dir or self.home / "datasets")
 
@@ -369,6 +452,7 @@ SECTIONS: dict[str, type] = {
     "data": DataSettings,
     "hub": HubSettings,
     "workspaces": WorkspacesSettings,
+    "keycloak": KeycloakSettings,
     "airlock": AirlockSettings,
 }
 
