@@ -46,7 +46,7 @@ ROLES = {
     "ingest": "validate, de-identify, publish dataset versions; opt-outs",
     "workspaces": "containers, hardening, network, firewall, warm pool, work volumes",
     "provision": "each project's read-only data",
-    "airlock": "output checking (to come)",
+    "airlock": "requests, review, snapshots, checks, release records",
     "keycloak": "the identity provider: test server, realm as code, registry sync",
     "hub": "JupyterHub: configuration, sign-in, spawner",
     "demo": "the demonstration platform behind `sde demo`",
