@@ -7,10 +7,12 @@ fake project data folder (`data/`) that a symlink or hard link tries to reach.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import os
 import socket
 import stat
+import subprocess
 import tarfile
 import zipfile
 from dataclasses import replace
@@ -56,8 +58,6 @@ def refused(work: Path, name: str, store: Path, settings: Settings, reason: str)
 def test_copy_in_plain_file_stored_read_only_under_its_hash(tree, settings):
     work, _, store = tree
     snap = copy_in(work, "outputs/table.csv", store, settings)
-    import hashlib
-
     assert snap.sha256 == hashlib.sha256(TABLE).hexdigest()
     assert (snap.name, snap.size, snap.media_type) == ("outputs/table.csv", len(TABLE), "text/csv")
     path = stored_path(store, snap.sha256)
@@ -298,3 +298,17 @@ def test_copy_in_growing_file_leaves_nothing(tree, settings, monkeypatch):
     monkeypatch.setattr(snapshots, "_read_into", read_then_grow)
     monkeypatch.setattr(snapshots, "CHUNK", 256)
     refused(work, "grow.csv", store, small, "grew over")
+
+
+def test_copy_in_sweeps_copies_left_by_a_dead_process(tree, settings):
+    work, _, store = tree
+    store.mkdir()
+    child = subprocess.Popen(["true"])
+    child.wait()  # a process id that is no longer running
+    dead = store / f"{snapshots.INCOMING}{child.pid}.abc"
+    alive = store / f"{snapshots.INCOMING}{os.getpid()}.def"
+    dead.write_bytes(b"half a co")
+    alive.write_bytes(b"a copy in progress")
+    copy_in(work, "outputs/table.csv", store, settings)
+    assert not dead.exists()
+    assert alive.exists()

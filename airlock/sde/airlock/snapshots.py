@@ -63,6 +63,7 @@ ARCHIVE_MAGIC: list[tuple[int, bytes, str]] = [
 MAGIC_BYTES = 512  # enough for every signature above (tar's sits at 257)
 
 CHUNK = 4 * 2**20  # one read, hash and write per 4 MiB: large enough that Python is not the cost
+INCOMING = ".incoming."  # prefix of a copy in progress: .incoming.PID.RANDOM
 MAX_NAME = 1024  # bytes of a whole relative path
 MAX_COMPONENT = 255  # bytes of one component (the filesystem limit)
 
@@ -323,6 +324,27 @@ def copy_in(root: Path, relpath: str, store: Path, settings: Settings) -> Snapsh
         os.close(fd)
 
 
+def sweep_incoming(store: Path) -> list[Path]:
+    """Remove the half-copied files of processes that died copying (kill -9, a crash).
+
+    A copy in progress is named for its process; one whose process is gone can
+    never be finished, and is never named by its digest, so it is only litter.
+    """
+    removed = []
+    for tmp in store.glob(f"{INCOMING}*"):
+        try:
+            pid = int(tmp.name[len(INCOMING) :].split(".", 1)[0])
+            os.kill(pid, 0)
+        except ValueError:
+            continue  # not one of ours
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except PermissionError:
+            pass  # another user's live process
+    return removed
+
+
 def _store(
     fd: int,
     view: memoryview,
@@ -335,8 +357,9 @@ def _store(
 ) -> Snapshot:
     """Copy the open file (its first `n` bytes already in `view`) into the store, hashing."""
     store.mkdir(parents=True, exist_ok=True, mode=0o700)
+    sweep_incoming(store)
     digest = hashlib.sha256()
-    tmp = store / f".incoming.{os.getpid()}.{os.urandom(6).hex()}"
+    tmp = store / f"{INCOMING}{os.getpid()}.{os.urandom(6).hex()}"
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     total = 0
     try:
