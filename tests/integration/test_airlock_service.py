@@ -394,10 +394,11 @@ def test_airlock_two_checkers_submitting_at_once_both_count(engine, settings, wo
         rid = make_request_at(engine, settings, RequestStatus.SUBMITTED, work=work)
         for checker in (C1, C2):
             _in(engine, service.vote, checker, settings, rid, TABLE, Vote.APPROVE)
-        outcome = _race(
-            engine,
-            [lambda s, c=c, r=rid: service.submit_review(s, c, settings, r) for c in (C1, C2)],
-        )
+
+        def review(checker: str, r: str = rid) -> Callable[[Any], Any]:
+            return lambda s: service.submit_review(s, checker, settings, r)
+
+        outcome = _race(engine, [review(C1), review(C2)])
         assert outcome == [None, None]
         assert _status(engine, rid) == ("reviewed", 2)
         with transaction(engine) as s:

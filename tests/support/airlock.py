@@ -168,11 +168,13 @@ def make_request_at(
     )
     rid = request_id
     for relpath, kind in ((TABLE, "output"), (NOTES, "supporting")):
-        run(
-            lambda s, p=relpath, k=kind: service.add_file(
+
+        def add(s: Session, p: str = relpath, k: str = kind) -> object:
+            return service.add_file(
                 s, AUTHOR, settings, rid, root=work, relpath=p, group=GROUP, kind=k
             )
-        )
+
+        run(add)
     run(
         lambda s: service.set_group_text(
             s,

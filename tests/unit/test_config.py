@@ -98,6 +98,12 @@ REFUSED = {
     "keycloak.realm": "",
     "keycloak.hub_client_id": "",
     "keycloak.airlock_client_id": "",
+    "airlock.reviews_required": "1",
+    "airlock.ingress_reviews_required": "0",
+    "airlock.max_file_size": "lots",
+    "airlock.max_files": "0",
+    "airlock.max_csv_rows": "0",
+    "airlock.file_types": "csv,.zip",
 }
 
 
