@@ -234,6 +234,11 @@ def configure(c: Any, settings: Settings | None = None) -> None:
         c.JupyterHub.services.insert(0, gate.service(settings, service_env(settings)))
     if net is not None and settings.workspaces.warm_pool:
         c.JupyterHub.services.append(warm_pool_service(settings))
+    if settings.keycloak.url:
+        from sde.keycloak import service as keycloak_sync
+
+        # Keycloak follows the registry: a sync at start, then every access check.
+        c.JupyterHub.services.append(keycloak_sync.service(settings, service_env(settings)))
 
     c.JupyterHub.spawner_class = WorkspaceSpawner
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
