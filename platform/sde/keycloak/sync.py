@@ -332,10 +332,13 @@ def diff(want: dict[str, Account], have: Realm) -> list[Change]:
 # ---------------------------------------------------------------- applying it
 
 
-def _create_group(admin: Any, path: str, groups: dict[str, str]) -> None:
-    parent, _, name = path.rpartition("/")
-    group_id = admin.create_group({"name": name}, parent=groups[parent] if parent else None)
-    groups[path] = group_id
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _create_group(admin: Any, path: str, parent_id: str | None) -> str:
+    """Create the group at `path` (its parent's id given); returns its id."""
+    return str(admin.create_group({"name": path.rpartition("/")[2]}, parent=parent_id))
 
 
 def _create_users(admin: Any, realm: str, accounts: Sequence[Account]) -> list[str]:
@@ -367,42 +370,66 @@ def _user_write(admin: Any, have: Realm, want: dict[str, Account], change: Chang
         admin.group_user_remove(user_id, have.groups[change.details["group"]])
 
 
+def _concurrently(
+    work: Callable[[Change], Any], changes: Sequence[Change]
+) -> tuple[list[tuple[Change, Any]], BaseException | None]:
+    """Run `work` on each change (WORKERS at a time); what succeeded, and the first error."""
+    with ThreadPoolExecutor(WORKERS) as pool:
+        futures = [(c, pool.submit(work, c)) for c in changes]
+    made, failure = [], None
+    for change, future in futures:
+        error = future.exception()
+        if error is None:
+            made.append((change, future.result()))
+        elif failure is None:
+            failure = error
+    return made, failure
+
+
 def apply(
     admin: Any, realm: str, want: dict[str, Account], have: Realm, changes: Sequence[Change]
 ) -> tuple[list[Change], BaseException | None]:
-    """Make the changes in Keycloak; returns those made and the error that stopped it, if any."""
+    """Make the changes in Keycloak; returns those made and the error that stopped it, if any.
+
+    In `diff`'s order, by rounds: disables (a lapse is in force before anything
+    else is written), then the groups (parents first), then new users, then the rest.
+    """
     done: list[Change] = []
+
+    def run(work: Callable[[Change], Any], batch: Sequence[Change]) -> BaseException | None:
+        made, failure = _concurrently(work, batch)
+        done.extend(change for change, _ in made)
+        return failure
+
+    def make_group(change: Change) -> None:
+        parent = have.groups.get(_parent(change.name))
+        have.groups[change.name] = _create_group(admin, change.name, parent)
+
+    def write(change: Change) -> None:
+        _user_write(admin, have, want, change)
+
     try:
-        for change in changes:
-            if change.kind == "group.create":
-                _create_group(admin, change.name, have.groups)
-                done.append(change)
+        rounds: list[tuple[Callable[[Change], Any], list[Change]]] = [
+            (write, [c for c in changes if c.kind == "user.disable"]),
+            (
+                make_group,
+                [c for c in changes if c.kind == "group.create" and _parent(c.name) == ""],
+            ),
+            (make_group, [c for c in changes if c.kind == "group.create" and _parent(c.name)]),
+        ]
+        for work, batch in rounds:
+            if (failure := run(work, batch)) is not None:
+                return done, failure
         new = [c for c in changes if c.kind == "user.create"]
         for start in range(0, len(new), IMPORT_BATCH):
             batch = new[start : start + IMPORT_BATCH]
             added = set(_create_users(admin, realm, [want[c.name] for c in batch]))
-            done += [c for c in batch if c.name in added]
-        rest = [c for c in changes if c.kind not in ("group.create", "user.create")]
-        # Disables in their own round first: a lapse is in force before the rest runs.
-        for kinds in (
-            ("user.disable",),
-            ("user.update", "user.enable", "group.leave", "group.join"),
-        ):
-            batch = [c for c in rest if c.kind in kinds]
-            with ThreadPoolExecutor(WORKERS) as pool:
-                futures = [(c, pool.submit(_user_write, admin, have, want, c)) for c in batch]
-                failure = None
-                for change, future in futures:
-                    error = future.exception()
-                    if error is None:
-                        done.append(change)
-                    elif failure is None:
-                        failure = error
-            if failure is not None:
-                return done, failure
+            done.extend(c for c in batch if c.name in added)
+        later = ("user.update", "user.enable", "group.leave", "group.join")
+        failure = run(write, [c for c in changes if c.kind in later])
     except Exception as exc:
         return done, exc
-    return done, None
+    return done, failure
 
 
 @write_operation("keycloak.sync")
