@@ -20,7 +20,7 @@ DOC = ROOT / "docs" / "architecture.md"
 # Bottom first. Portions in one layer are peers and do not import each other.
 # "cli" is `sde.cli` and every portion's `cli` module: the commands, over everything.
 LAYERS: list[tuple[str, ...]] = [
-    ("data",),
+    ("data", "outputs"),
     ("core", "warmstart"),
     ("audit",),
     ("registry",),
@@ -37,6 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
 # What each layer is, for the drawing in docs/architecture.md.
 ROLES = {
     "data": "the researchers' library; in the workspace image too",
+    "outputs": "the researchers' airlock client (workspace image)",
     "core": "settings, database, schema collection, errors, files",
     "warmstart": "the workspace image's server preloader",
     "audit": "the audit log, write operations, the commit guard",
@@ -53,7 +54,7 @@ ROLES = {
     "cli": "`sde.cli` and each portion's `cli` module (the `sde.cli` entry points)",
 }
 # They run inside the workspace image, where no other portion is installed.
-IMAGE = {"data", "warmstart"}
+IMAGE = {"data", "outputs", "warmstart"}
 
 
 @dataclass(frozen=True)

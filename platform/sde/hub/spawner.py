@@ -73,6 +73,7 @@ class WorkspaceSpawner(DockerSpawner):
     _data_build = ""
     _warm: pool.Claimed | None = None
     _data_dir: Path | None = None
+    _ingress_dir: Path | None = None
     _lapsed: list[str] | None = None
     _work: workvolumes.Mounted | None = None
 
@@ -183,7 +184,14 @@ class WorkspaceSpawner(DockerSpawner):
         self._warm = None
         self._lapsed = None
         self._work = await asyncio.to_thread(self._mount_work)
-        self._apply(hardening.workspace_options(data, str(self._work.path), self.store.settings))
+        self._ingress_dir = await asyncio.to_thread(
+            hardening.ensure_ingress_dir, self.store.settings, self.project
+        )
+        self._apply(
+            hardening.workspace_options(
+                data, str(self._work.path), self.store.settings, ingress=self._ingress_dir
+            )
+        )
         ip, port = await super().start()
         await self._wait_listening(ip, port)
         await asyncio.to_thread(self._audit_spawn)
@@ -266,6 +274,7 @@ class WorkspaceSpawner(DockerSpawner):
                     self._work.path,
                     server,
                     {"user": self.user.name, "project": self.project, "work": self._work.work_id},
+                    self._ingress_dir,
                 )
                 if self._warm is not None:
                     return {"Id": self._warm.container_id}
@@ -314,6 +323,8 @@ class WorkspaceSpawner(DockerSpawner):
             {
                 "SDE_PROJECT": self.project,
                 "SDE_DATA_DIR": hardening.DATA_DIR,
+                # The workspace's airlock client (sde.outputs) calls here with its own token.
+                "SDE_AIRLOCK_URL": hardening.airlock_url(self.store.settings),
                 "JUPYTER_CONFIG_PATH": hardening.JUPYTER_CONFIG_MOUNT,
             }
         )

@@ -7,6 +7,7 @@ What a workspace gets:
   directory (lost at stop); only the work volume persists;
 - the project's data read-only at /data (the container cannot change it, the
   kernel answers EROFS);
+- the project's approved ingress files read-only at /ingress (`ingress_dir`);
 - limits on memory (swap included: none beyond it), CPU and processes (a fork
   bomb stops at the pids limit);
 - Docker's default seccomp profile without ptrace, process_vm_*, io_uring,
@@ -28,7 +29,7 @@ from typing import Any
 from sde.core.config import Settings, load_settings
 from sde.core.files import write_atomic
 from sde.workspaces import seccomp
-from sde.workspaces.network import dns_servers
+from sde.workspaces.network import dns_servers, gateway_of
 
 USER = "1000:1000"
 # Read-only Jupyter configuration for every workspace (platform/sde/hub/jupyter-config/):
@@ -39,6 +40,34 @@ JUPYTER_CONFIG_MOUNT = "/opt/sde/jupyter-config"
 HOME = "/home/researcher"
 WORK_DIR = "/home/researcher/work"
 DATA_DIR = "/data"
+# Approved ingress files of the project (code, code lists, reference files), read-only.
+INGRESS_DIR = "/ingress"
+# The airlock API as a workspace reaches it: the hub service `airlock` on the bridge.
+AIRLOCK_API_PATH = "/services/airlock/api/"
+
+
+def ingress_dir(settings: Settings, project: str) -> Path:
+    """The project's released ingress files on the host, bound at /ingress in its workspaces.
+
+    One directory per project, never replaced: releases add files into it, so a
+    workspace that is already running sees them at once (a bind shows the
+    directory's current entries).
+    """
+    return settings.projects_dir / project / "ingress"
+
+
+def ensure_ingress_dir(settings: Settings, project: str) -> Path:
+    """`ingress_dir`, created empty when the project has none yet (a bind needs a source)."""
+    path = ingress_dir(settings, project)
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)  # readable by the workspace's unprivileged user whatever the umask
+    return path
+
+
+def airlock_url(settings: Settings) -> str:
+    """$SDE_AIRLOCK_URL of a workspace (the host firewall opens this port to workspaces)."""
+    ws = settings.workspaces
+    return f"http://{gateway_of(ws)}:{ws.airlock_port}{AIRLOCK_API_PATH}"
 
 
 def jupyter_config_dir(settings: Settings) -> Path:
@@ -112,16 +141,26 @@ def create_kwargs() -> dict[str, Any]:
 
 
 def workspace_options(
-    data_dir: str | Path, work_volume: str, settings: Settings | None = None
+    data_dir: str | Path,
+    work_volume: str,
+    settings: Settings | None = None,
+    ingress: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Every option of one person x project workspace, keyed by DockerSpawner trait name."""
+    """Every option of one person x project workspace, keyed by DockerSpawner trait name.
+
+    `ingress` is the project's ingress directory (`ingress_dir`), bound read-only at
+    /ingress when given.
+    """
     settings = settings or load_settings()
+    read_only = {str(data_dir): DATA_DIR}
+    if ingress is not None:
+        read_only[str(ingress)] = INGRESS_DIR
     return {
         "network_name": settings.workspaces.network,
         "extra_host_config": host_config(settings),
         "extra_create_kwargs": create_kwargs(),
         "volumes": {work_volume: WORK_DIR},
-        "read_only_volumes": {str(data_dir): DATA_DIR},
+        "read_only_volumes": read_only,
         "mem_limit": settings.hub.mem_limit,
         "cpu_limit": float(settings.hub.cpu_limit),  # checked by load_settings
     }

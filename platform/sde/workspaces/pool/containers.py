@@ -4,7 +4,7 @@ A pool container is a workspace container with nothing of anyone in it: the same
 image, hardening, limits, network and read-only Jupyter configuration as every
 workspace, its default route removed before it can be claimed
 (sde.workspaces.routes), no token, and its slot's empty directories bound at /data,
-the work directory and /run/sde. Its name says its state: `<hub>-warming-<slot>`
+the work directory, /ingress and /run/sde. Its name says its state: `<hub>-warming-<slot>`
 while it imports, `<hub>-pool-<slot>` once ready, the workspace's own name once
 claimed (when it stops belonging to the pool).
 """
@@ -77,6 +77,7 @@ def start_container(client: Any, settings: Settings, image: str) -> Any:
     kwargs["volumes"] = {
         str(slot.data): {"bind": hardening.DATA_DIR, "mode": "ro,rslave"},
         str(slot.work): {"bind": hardening.WORK_DIR, "mode": "rw,rslave"},
+        str(slot.ingress): {"bind": hardening.INGRESS_DIR, "mode": "ro,rslave"},
         str(slot.ctl): {"bind": CLAIM_DIR, "mode": "ro"},
         str(hardening.jupyter_config_dir(settings)): {
             "bind": hardening.JUPYTER_CONFIG_MOUNT,
@@ -229,13 +230,15 @@ def claim(
     work_dir: Path,
     server: dict[str, Any],
     owner: dict[str, str] | None = None,
+    ingress_dir: Path | None = None,
 ) -> Claimed | None:
     """Turn a ready pool container into this workspace; None when there is none to take.
 
     `work_dir` is the work volume's mounted filesystem on the host
     (sde.workspaces.workvolumes); `server` is what the waiting process runs:
     {"env": {...}, "argv": [...], "cwd": ...}; `owner` is recorded in the slot for
-    operators and the hub ({"user", "project", "work"}).
+    operators and the hub ({"user", "project", "work"}); `ingress_dir` is the project's
+    released ingress files (hardening.ingress_dir), bound read-only at /ingress.
     """
     import docker
 
@@ -258,6 +261,8 @@ def claim(
                 write_owner(slot, owner)
             mounts.attach(settings, slot, data_dir, slot.data, read_only=True)
             mounts.attach(settings, slot, work_dir, slot.work, False)
+            if ingress_dir is not None:
+                mounts.attach(settings, slot, ingress_dir, slot.ingress, read_only=True)
             uid, gid = (int(x) for x in hardening.USER.split(":"))
             write_claim(slot, server, uid, gid)
         except Exception:

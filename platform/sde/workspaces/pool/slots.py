@@ -1,7 +1,7 @@
 """Slots: the host directories of one pool container, and who holds them.
 
-A slot is `<pool_dir>/<installation>/slots/<name>/` with `data` and `work` (bound
-into the container with `rslave`, empty until a claim mounts onto them), `ctl`
+A slot is `<pool_dir>/<installation>/slots/<name>/` with `data`, `work` and `ingress`
+(bound into the container with `rslave`, empty until a claim mounts onto them), `ctl`
 (the container's read-only /run/sde, where the claim file appears), and beside
 them, outside everything the container sees, the `taken` mark and the owner
 record of a claimed container.
@@ -44,6 +44,10 @@ class Slot:
         return self.path / "work"
 
     @property
+    def ingress(self) -> Path:
+        return self.path / "ingress"
+
+    @property
     def ctl(self) -> Path:
         return self.path / "ctl"
 
@@ -68,7 +72,7 @@ def slot_of(settings: Settings, name: str) -> Slot:
 
 def new_slot(settings: Settings) -> Slot:
     slot = slot_of(settings, secrets.token_hex(6))
-    for path in (slot.path, slot.data, slot.work, slot.ctl):
+    for path in (slot.path, slot.data, slot.work, slot.ingress, slot.ctl):
         path.mkdir(mode=0o755)
     return slot
 
@@ -121,7 +125,7 @@ def release(settings: Settings, name: str) -> None:
     slot = slot_of(settings, name)
     if not slot.path.exists():
         return
-    for target in (slot.data, slot.work):
+    for target in (slot.data, slot.work, slot.ingress):
         if is_mount(target):
             try:
                 run("umount", str(target))
@@ -134,6 +138,6 @@ def release(settings: Settings, name: str) -> None:
     leftovers = [*slot.ctl.glob(f".{CLAIM_NAME}.*"), *slot.path.glob(f".{OWNER_NAME}.*")]
     for leftover in (slot.claim_file, slot.owner_file, slot.taken, *leftovers):
         leftover.unlink(missing_ok=True)
-    for path in (slot.data, slot.work, slot.ctl, slot.path):
+    for path in (slot.data, slot.work, slot.ingress, slot.ctl, slot.path):
         with contextlib.suppress(FileNotFoundError):
             path.rmdir()
