@@ -178,16 +178,14 @@ print(json.dumps({{'written': written, 'errno': failed}}))
     return json.loads(c.execute(server, code, timeout=180))
 
 
-def _free(path: str) -> int:
-    st = os.statvfs(path)
-    return st.f_bavail * st.f_frsize
-
-
 def test_work_volumes_writes_stop_at_the_quota_and_nothing_else_fills(site, pair):
     (alice, a_server), (other, o_server) = pair["alice"], pair["alice-diabetes"]
-    (volume,) = _volumes(site, "alice", "diabetes-outcomes")
-    host_dir = volume.attrs["Mountpoint"]
-    before = _free(host_dir)
+    images = [
+        Path(v.attrs["Mountpoint"]) / workvolumes.IMAGE_NAME
+        for user, project in (("alice", "diabetes-outcomes"), ("alice-diabetes", "outcomes"))
+        for v in _volumes(site, user, project)
+    ]
+    assert len(images) == 2
     # Warm (claimed) and cold workspace alike: ENOSPC at the quota, not at the host's disk.
     first = _fill(alice, a_server, "fill.bin", 4 * QUOTA_MB)
     assert first["errno"] == errno.ENOSPC, first
@@ -196,10 +194,11 @@ def test_work_volumes_writes_stop_at_the_quota_and_nothing_else_fills(site, pair
     assert _fill(other, o_server, "small.bin", 8) == {"written": 8 * MB, "errno": None}
     second = _fill(other, o_server, "fill.bin", 4 * QUOTA_MB)
     assert second["errno"] == errno.ENOSPC, second
-    used = before - _free(host_dir)
-    assert used < 2 * QUOTA_MB * MB + 48 * MB, f"the host's disk lost {used / MB:.0f} MB"
-    image = Path(host_dir) / workvolumes.IMAGE_NAME
-    assert image.stat().st_blocks * 512 <= QUOTA_MB * MB
+    # What the writes took of the host's disk is what each volume's image holds (the root
+    # filesystem is read-only, the scratch space in memory); the host's free space is no
+    # measure, since other processes write to the same disk meanwhile.
+    for image in images:
+        assert image.stat().st_blocks * 512 <= QUOTA_MB * MB, image
     # Deleting files makes room again: the workspace still works.
     for c, server in ((alice, a_server), (other, o_server)):
         c.execute(server, "import os; os.remove(os.path.expanduser('~/work/fill.bin')); print(1)")
