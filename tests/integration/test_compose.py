@@ -4,7 +4,9 @@ The hub runs from the sde-platform image on the host's engine with its state in
 PostgreSQL (sde-postgres); `sde` commands run inside the hub container; a researcher
 signs in with password and TOTP and queries the project's data in a workspace that
 the warm pool served, as with the hub on the host. Stopping the deployment stops
-the workspaces and the pool and leaves no mounts.
+the workspaces and the pool and leaves no mounts. The TLS proxy serves the hub and
+Keycloak (on PostgreSQL, its own database and role) under the demo certificate it
+made at first start.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
@@ -38,6 +41,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PROJECT = "diabetes-outcomes"
 # Quote, space and URL delimiters: the password never goes into a URL.
 DB_PASSWORD = "it's a s3cret @/:#?"
+KEYCLOAK_DB_PASSWORD = "keycloak's s3cret %s @/:"
 COUNT_BY_SEX = "SELECT sex, count(*) FROM person GROUP BY sex ORDER BY sex"
 
 
@@ -98,6 +102,7 @@ def deployment(
     tag = uuid.uuid4().hex[:8]
     home = tmp_path_factory.mktemp("compose") / "home"
     hub_port = free_port()
+    proxy_port = free_port()
     env = {
         **os.environ,
         "COMPOSE_PROJECT_NAME": f"sdetest{tag}",
@@ -111,6 +116,11 @@ def deployment(
         "SDE_WORKSPACES_NETWORK": f"sdetest-{tag}",
         "SDE_WORKSPACES_BRIDGE": f"sdet{tag}",
         "SDE_WORKSPACES_SUBNET": free_subnet(),
+        "KEYCLOAK_DB_PASSWORD": KEYCLOAK_DB_PASSWORD,
+        "KEYCLOAK_ADMIN_PASSWORD": "admin-" + uuid.uuid4().hex,
+        "KEYCLOAK_HTTP_PORT": str(free_port()),
+        "SDE_PROXY_PORT": str(proxy_port),
+        "KEYCLOAK_PUBLIC_URL": f"https://auth.localhost:{proxy_port}",
     }
     pool_was_mounted = bool(_mounts_under("/run/sde"))
     d = Deployment(env, home, f"http://sde.localhost:{hub_port}")
@@ -185,6 +195,78 @@ def test_compose_researcher_signs_in_and_queries_project_data(deployment: Deploy
     assert [(e["actor"], e["project"]) for e in spawns] == [("user:alice", PROJECT)]
     # The warm pool served it: its mounts reached the engine through /run/sde.
     assert spawns[0]["details"]["warm"] is True
+
+
+def _through_proxy(d: Deployment, host: str, path: str, ca: Path) -> httpx.Response:
+    """GET https://HOST:PORT/PATH through the proxy, its certificate checked against `ca`."""
+    port = int(d.env["SDE_PROXY_PORT"])
+    # The name is sent (SNI, Host) and checked against the certificate; the connection
+    # goes to loopback, where the proxy listens.
+    transport = httpx.HTTPTransport(verify=ssl.create_default_context(cafile=str(ca)))
+    with httpx.Client(transport=transport, trust_env=False, timeout=10) as client:
+        request = client.build_request("GET", f"https://127.0.0.1:{port}{path}")
+        request.headers["Host"] = f"{host}:{port}"
+        request.extensions["sni_hostname"] = host
+        return client.send(request)
+
+
+def _wait_healthy(d: Deployment, service: str, seconds: float = 240) -> None:
+    deadline = time.monotonic() + seconds
+    status = ""
+    while time.monotonic() < deadline:
+        ids = d.compose("ps", "-q", service).stdout.split()
+        if ids:
+            status = subprocess.run(
+                ["docker", "inspect", "-f", "{{.State.Health.Status}}", ids[0]],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.strip()
+            if status == "healthy":
+                return
+        time.sleep(2)
+    logs = d.compose("logs", "--tail=60", service).stdout
+    pytest.fail(f"{service} not healthy within {seconds} s ({status}):\n{logs[-4000:]}")
+
+
+def test_compose_proxy_serves_hub_and_keycloak_over_tls(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    _wait_healthy(deployment, "keycloak")
+    ca = tmp_path / "demo-ca.crt"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        cert = deployment.compose("exec", "-T", "proxy", "cat", "/etc/sde-tls/tls.crt")
+        if cert.returncode == 0 and "BEGIN CERTIFICATE" in cert.stdout:
+            break
+        time.sleep(1)
+    ca.write_text(cert.stdout)
+    port = deployment.env["SDE_PROXY_PORT"]
+    # Keycloak on its own host, its URLs the public ones (KC_HOSTNAME, proxy headers).
+    found = _through_proxy(
+        deployment, "auth.localhost", "/realms/master/.well-known/openid-configuration", ca
+    )
+    assert found.status_code == 200, found.text[:500]
+    assert found.json()["issuer"] == f"https://auth.localhost:{port}/realms/master"
+    # Its admin console and API are not on the public entry.
+    assert (
+        _through_proxy(deployment, "auth.localhost", "/admin/master/console/", ca).status_code
+        == 404
+    )
+    # The hub and a workspace host, through the same certificate (*.sde.localhost).
+    login = _through_proxy(deployment, "sde.localhost", "/hub/login", ca)
+    assert login.status_code == 200 and "password" in login.text.lower()
+    sub = _through_proxy(deployment, "w-0123.sde.localhost", "/hub/login", ca)
+    assert sub.status_code in (200, 302, 404)  # the hub's proxy answered, over TLS
+    # Keycloak's database is its own, with its own role, in the deployment's PostgreSQL.
+    with deployment.db_engine().connect() as conn:
+        owner = conn.execute(
+            text("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'keycloak'")
+        ).scalar()
+    assert owner == "keycloak"
+    # Plain HTTP only on the host's loopback.
+    published = deployment.compose("port", "keycloak", "8080").stdout.strip()
+    assert published == f"127.0.0.1:{deployment.env['KEYCLOAK_HTTP_PORT']}"
 
 
 def test_compose_stop_removes_workspaces_pool_and_mounts(deployment: Deployment) -> None:

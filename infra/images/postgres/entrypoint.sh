@@ -1,7 +1,8 @@
 #!/bin/sh
 # First start: create the cluster and the `sde` role and database (owner, not a
 # superuser), with the password from SDE_DB_PASSWORD or the file SDE_DB_PASSWORD_FILE.
-# Every start: run PostgreSQL as `postgres`, password (SCRAM) sign-in only over TCP.
+# Every start: Keycloak's role and database when KEYCLOAK_DB_PASSWORD is set, then
+# PostgreSQL as `postgres`, password (SCRAM) sign-in only over TCP.
 set -eu
 if [ -n "${SDE_DB_PASSWORD_FILE:-}" ]; then
   SDE_DB_PASSWORD=$(cat "$SDE_DB_PASSWORD_FILE")
@@ -29,6 +30,23 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     exit 1
   fi
   echo "sde-postgres: created database sde"
+fi
+
+# Keycloak's own role and database (owner, not a superuser), when the deployment runs
+# Keycloak: made at any start, so an existing cluster gets them too, and the role's
+# password follows KEYCLOAK_DB_PASSWORD. "already exists" is the only error allowed.
+if [ -n "${KEYCLOAK_DB_PASSWORD_FILE:-}" ]; then
+  KEYCLOAK_DB_PASSWORD=$(cat "$KEYCLOAK_DB_PASSWORD_FILE")
+fi
+if [ -n "${KEYCLOAK_DB_PASSWORD:-}" ]; then
+  quoted=$(printf '%s' "$KEYCLOAK_DB_PASSWORD" | sed "s/'/''/g")
+  log=$(printf "CREATE ROLE keycloak LOGIN\nALTER ROLE keycloak LOGIN PASSWORD '%s'\nCREATE DATABASE keycloak OWNER keycloak\n" "$quoted" \
+    | as_postgres postgres --single -D "$PGDATA" postgres 2>&1 >/dev/null)
+  if printf '%s' "$log" | grep 'ERROR:' | grep -vq 'already exists'; then
+    printf '%s\n' "$log" >&2
+    echo "sde-postgres: error: could not create the keycloak role and database" >&2
+    exit 1
+  fi
 fi
 exec setpriv --reuid=postgres --regid=postgres --init-groups -- \
   postgres -D "$PGDATA" -c listen_addresses='*' -c unix_socket_directories=/tmp
