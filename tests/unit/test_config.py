@@ -88,6 +88,7 @@ REFUSED = {
     "hub.cpu_limit": "lots",
     "hub.activity_seconds": "3600",
     "hub.session_hours": "0",
+    "hub.authenticator": "ldap",
     "workspaces.bridge": "a-very-long-bridge-name",
     "workspaces.subnet": "10.213.0.0/31",
     "workspaces.warm_pool": "-1",

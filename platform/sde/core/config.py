@@ -58,6 +58,20 @@ def _not_the_bridge(value: str, settings: Settings) -> str | None:
     )
 
 
+SIGN_INS = ("embedded", "keycloak")
+
+
+def _sign_in(value: str, settings: Settings) -> str | None:
+    """A sign-in sde ships, with what it needs declared beside it."""
+    if value not in SIGN_INS:
+        return f"{value!r}: expected one of {', '.join(SIGN_INS)}"
+    if value == "keycloak" and not settings.keycloak.url:
+        return "keycloak needs keycloak.url (where the hub reaches Keycloak)"
+    if value == "keycloak" and settings.hub.authenticator_class:
+        return "keycloak and hub.authenticator_class both name a sign-in: keep one"
+    return None
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     url: str = setting(
@@ -177,11 +191,25 @@ class HubSettings:
         "Path of the key that encrypts TOTP secrets at rest. Empty means "
         "$SDE_HOME/keys/hub-totp.key, created on first use.",
     )
+    authenticator: str = setting(
+        "embedded",
+        "How people sign in to the hub: `embedded` (registry accounts with password + "
+        "TOTP, sde.hub.authenticator) or `keycloak` (the [keycloak] realm through OIDC, "
+        "sde.hub.keycloak_auth; needs keycloak.url). Either way the registry decides who "
+        "may sign in and every access check still asks it.",
+        _sign_in,
+    )
     authenticator_class: str = setting(
         "",
-        "JupyterHub authenticator class (dotted name). Empty means the embedded "
-        "sde.hub.authenticator.SdeAuthenticator (registry accounts, password + TOTP); "
-        "e.g. oauthenticator.generic.GenericOAuthenticator for Keycloak.",
+        "Another JupyterHub authenticator class (dotted name), for a plug-in sde does not "
+        "ship; it replaces the embedded sign-in. Empty means the one hub.authenticator "
+        "names; it cannot be combined with hub.authenticator = keycloak.",
+    )
+    auth_state_key: str = setting(
+        "",
+        "Path of the key that encrypts the tokens the hub keeps of a Keycloak sign-in "
+        "(JupyterHub's auth state; never handed to workspaces). Empty means "
+        "$SDE_HOME/keys/hub-auth-state.key, created on first use.",
     )
     extra_config: str = setting(
         "",
@@ -415,6 +443,10 @@ class Settings:
     @property
     def names_key_path(self) -> Path:
         return Path(self.workspaces.names_key or self.home / "keys" / "workspace-names.key")
+
+    @property
+    def auth_state_key_path(self) -> Path:
+        return Path(self.hub.auth_state_key or self.home / "keys" / "hub-auth-state.key")
 
     @property
     def keycloak_hub_secret_path(self) -> Path:

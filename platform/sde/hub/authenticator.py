@@ -1,9 +1,10 @@
 """The embedded sign-in: registry accounts, argon2 passwords, mandatory TOTP, throttling.
 
 `SdeAuthenticator` is an ordinary JupyterHub authenticator, so a deployment
-with an identity provider replaces it by configuration
-(`c.JupyterHub.authenticator_class`), e.g. with GenericOAuthenticator for
-Keycloak; nothing else in sde depends on it.
+with an identity provider replaces it by configuration: `hub.authenticator =
+"keycloak"` (sde.hub.keycloak_auth) or another plug-in (`hub.authenticator_class`).
+What every sde sign-in shares, the registry's say over sessions, is
+`RegistrySessions` below.
 
 Sessions end when the account does: every `auth_refresh_age` seconds (and before
 every spawn) `refresh_user` asks the registry again, and for a person no longer
@@ -116,7 +117,103 @@ def qr_svg(uri: str) -> str:
     return buf.getvalue().decode()
 
 
-class SdeAuthenticator(Authenticator):
+class RegistrySessions:
+    """What every sde sign-in shares: the registry decides whether a session goes on.
+
+    Mixed into the embedded SdeAuthenticator and the Keycloak one
+    (sde.hub.keycloak_auth), so that a lapse ends sessions the same way whoever
+    checked the secrets: `refresh_registry` asks the registry, and for a person no
+    longer active audits `hub.session.ended` and gives them a new cookie id, which
+    ends every hub cookie of theirs in every browser.
+    """
+
+    log: Any
+
+    @cached_property
+    def store(self) -> Store:
+        return Store()
+
+    def source_of(self, request: Any) -> throttle.Source:
+        """Where a sign-in request comes from (see sde.hub.throttle)."""
+        settings = self.store.settings
+        address = getattr(getattr(request.connection, "context", None), "address", None)
+        peer = str(address[0]) if isinstance(address, tuple) and address else ""
+        hub_ips = {ip for ip in (settings.hub.ip, settings.hub.api_ip) if ip}
+        hub_ips.add(str(next(throttle.workspace_subnet(settings.workspaces.subnet).hosts())))
+        return throttle.login_source(
+            peer, request.headers.get("X-Forwarded-For"), settings.workspaces.subnet, hub_ips
+        )
+
+    def session_problem(self, s: Any, username: str, cookie_id: str) -> str:
+        """Why the sessions of `username` must end (empty if not): here, the registry's say."""
+        return "" if creds.login_state(s, username).active else "the account is not active"
+
+    def generation_of(self, s: Any, username: str) -> str:
+        """The tag a cookie id ends in (the embedded sign-in's credential generation)."""
+        return "idp"
+
+    async def refresh_registry(self, user: Any) -> bool:
+        """True while the registry lets the session go on; else every session has ended."""
+        cookie_id = user.orm_user.cookie_id
+        problem, tag, operator = await asyncio.to_thread(self._account, user.name, cookie_id)
+        if not problem:
+            self._sync_operator_role(user, operator)
+            return True
+        self.log.warning("Ending every session of %s: %s", user.name, problem)
+        self.ensure_generation(user, tag, rotate=True)
+        return False
+
+    async def end_sessions(self, user: Any, problem: str) -> None:
+        """End every session of `user` for a reason found outside the registry (audited)."""
+        await asyncio.to_thread(self._record_ended, user.name, problem)
+        self.log.warning("Ending every session of %s: %s", user.name, problem)
+        self.ensure_generation(user, "idp", rotate=True)
+
+    def _record_ended(self, username: str, problem: str) -> None:
+        with self.store.write() as s:
+            creds.record_session_ended(s, username, problem)
+
+    def ensure_generation(self, user: Any, tag: str, rotate: bool = False) -> None:
+        """Give the user a cookie id of credential generation `tag` (a new id if `rotate`).
+
+        Every hub cookie of the person names this id: a new one ends them all, in
+        every browser; one that ends in an earlier generation marks sessions begun
+        before the password was last set or reset.
+        """
+        if rotate or not user.orm_user.cookie_id.endswith(f".{tag}"):
+            user.orm_user.cookie_id = f"{new_token()}.{tag}"
+            user.db.commit()
+
+    def _account(self, username: str, cookie_id: str) -> tuple[str, str, bool]:
+        """Why the sessions must end (empty if not), the credential generation, operator?"""
+        from sde.registry.enums import GlobalRoleName
+        from sde.registry.service import get_person
+
+        with self.store.read() as s:
+            problem = self.session_problem(s, username, cookie_id)
+            tag = self.generation_of(s, username)
+            operator = not problem and GlobalRoleName.OPERATOR in get_person(s, username).role_names
+        if problem:
+            with self.store.write() as s:
+                creds.record_session_ended(s, username, problem)
+        return problem, tag, operator
+
+    def _sync_operator_role(self, user: Any, operator: bool) -> None:
+        """The hub's operator role follows the registry's, not only at hub start."""
+        from jupyterhub import roles
+
+        has = any(r.name == OPERATOR_ROLE for r in user.orm_user.roles)
+        if operator and not has:
+            self.log.info("Granting %s to %s (registry role operator)", OPERATOR_ROLE, user.name)
+            roles.grant_role(user.db, user.orm_user, OPERATOR_ROLE)
+        elif has and not operator:
+            self.log.info(
+                "Stripping %s from %s (no registry role operator)", OPERATOR_ROLE, user.name
+            )
+            roles.strip_role(user.db, user.orm_user, OPERATOR_ROLE)
+
+
+class SdeAuthenticator(RegistrySessions, Authenticator):
     """Password + TOTP sign-in against the sde registry (the embedded default)."""
 
     max_failures = Integer(
@@ -159,10 +256,6 @@ class SdeAuthenticator(Authenticator):
         return True
 
     @cached_property
-    def store(self) -> Store:
-        return Store()
-
-    @cached_property
     def cipher(self) -> Any:
         return creds.totp_cipher(Path(self.totp_key_path or self.store.settings.totp_key_path))
 
@@ -172,17 +265,6 @@ class SdeAuthenticator(Authenticator):
     def check_allowed(self, username: str, authentication: Any = None) -> bool:
         with self.store.read() as s:
             return creds.login_state(s, username).active
-
-    def source_of(self, request: Any) -> throttle.Source:
-        """Where a sign-in request comes from (see sde.hub.throttle)."""
-        settings = self.store.settings
-        address = getattr(getattr(request.connection, "context", None), "address", None)
-        peer = str(address[0]) if isinstance(address, tuple) and address else ""
-        hub_ips = {ip for ip in (settings.hub.ip, settings.hub.api_ip) if ip}
-        hub_ips.add(str(next(throttle.workspace_subnet(settings.workspaces.subnet).hosts())))
-        return throttle.login_source(
-            peer, request.headers.get("X-Forwarded-For"), settings.workspaces.subnet, hub_ips
-        )
 
     async def authenticate(self, handler: web.RequestHandler, data: dict[str, str]) -> Any:
         username = self.normalize_username(data.get("username", ""))
@@ -263,59 +345,21 @@ class SdeAuthenticator(Authenticator):
         return {"name": username}
 
     async def refresh_user(self, user: Any, handler: Any = None) -> bool:
-        cookie_id = user.orm_user.cookie_id
-        problem, tag, operator = await asyncio.to_thread(self._account, user.name, cookie_id)
-        if not problem:
-            self._sync_operator_role(user, operator)
-            return True
-        self.log.warning("Ending every session of %s: %s", user.name, problem)
-        self.ensure_generation(user, tag, rotate=True)
-        return False
+        return await self.refresh_registry(user)
 
     def generation(self, username: str) -> str:
         with self.store.read() as s:
             return creds.generation(s, username)
 
-    def ensure_generation(self, user: Any, tag: str, rotate: bool = False) -> None:
-        """Give the user a cookie id of credential generation `tag` (a new id if `rotate`).
+    def generation_of(self, s: Any, username: str) -> str:
+        return creds.generation(s, username)
 
-        Every hub cookie of the person names this id: a new one ends them all, in
-        every browser; one that ends in an earlier generation marks sessions begun
-        before the password was last set or reset.
-        """
-        if rotate or not user.orm_user.cookie_id.endswith(f".{tag}"):
-            user.orm_user.cookie_id = f"{new_token()}.{tag}"
-            user.db.commit()
-
-    def _account(self, username: str, cookie_id: str) -> tuple[str, str, bool]:
-        """Why the sessions must end (empty if not), the credential generation, operator?"""
-        from sde.registry.enums import GlobalRoleName
-        from sde.registry.service import get_person
-
-        with self.store.read() as s:
-            problem = creds.session_problem(s, username)
-            tag = creds.generation(s, username)
-            if not problem and not cookie_id.endswith(f".{tag}"):
-                problem = "the password was set or reset since these sessions began"
-            operator = not problem and GlobalRoleName.OPERATOR in get_person(s, username).role_names
-        if problem:
-            with self.store.write() as s:
-                creds.record_session_ended(s, username, problem)
-        return problem, tag, operator
-
-    def _sync_operator_role(self, user: Any, operator: bool) -> None:
-        """The hub's operator role follows the registry's, not only at hub start."""
-        from jupyterhub import roles
-
-        has = any(r.name == OPERATOR_ROLE for r in user.orm_user.roles)
-        if operator and not has:
-            self.log.info("Granting %s to %s (registry role operator)", OPERATOR_ROLE, user.name)
-            roles.grant_role(user.db, user.orm_user, OPERATOR_ROLE)
-        elif has and not operator:
-            self.log.info(
-                "Stripping %s from %s (no registry role operator)", OPERATOR_ROLE, user.name
-            )
-            roles.strip_role(user.db, user.orm_user, OPERATOR_ROLE)
+    def session_problem(self, s: Any, username: str, cookie_id: str) -> str:
+        # The embedded sign-in's own reasons too: a reset, a password set since.
+        problem = creds.session_problem(s, username)
+        if not problem and not cookie_id.endswith(f".{creds.generation(s, username)}"):
+            problem = "the password was set or reset since these sessions began"
+        return problem
 
     def _ticket_secret(self, handler: web.RequestHandler, ticket: str, username: str) -> str:
         raw = web.decode_signed_value(

@@ -183,7 +183,12 @@ def configure(c: Any, settings: Settings | None = None) -> None:
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.ConfigurableHTTPProxy.extra_routes = redirect_route(site, c.JupyterHub.hub_bind_url)
 
-    c.JupyterHub.authenticator_class = hub.authenticator_class or SdeAuthenticator
+    if hub.authenticator == "keycloak":
+        from sde.hub import keycloak_auth
+
+        keycloak_auth.configure(c, settings)
+    else:
+        c.JupyterHub.authenticator_class = hub.authenticator_class or SdeAuthenticator
     c.JupyterHub.cookie_max_age_days = hub.session_hours / 24
     # The account is asked again this often (and before every spawn); API tokens are
     # refused too while it does not hold (SdeAuthenticator.refresh_user).
