@@ -49,6 +49,20 @@ def postgres_server() -> Iterator[postgres.PostgresServer]:
 
 
 @pytest.fixture(scope="session")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The socket of a ClamAV daemon private to this run, its signatures written by the
+    test setup (tests/support/clamav.py: the EICAR test string)."""
+    from tests.support import clamav
+
+    binary = clamav.find_clamd()
+    require_service("clamd", binary is not None, "install Debian's clamav-daemon package")
+    assert binary is not None
+    server = clamav.start(binary, tmp_path_factory.mktemp("clamd"))
+    yield server.socket
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def _migrated_templates() -> dict[str, str]:
     """One migrated database per backend, copied for each test (migrating is the slow part)."""
     return {}

@@ -27,6 +27,9 @@ want npm npm
 # installed, is preferred by sde.keycloak.server) and maven to fetch it from Maven Central.
 want java openjdk-17-jre-headless
 want mvn maven
+# The airlock's malware scan of ingress files (sde.airlock.checks.malware talks to clamd);
+# the tests start a private clamd with a signature file of their own.
+want clamd clamav-daemon
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 

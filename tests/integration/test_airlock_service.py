@@ -427,7 +427,8 @@ def test_airlock_double_release_and_retries_end_in_one_state(engine, settings, w
     assert audit_count(engine) == before
 
 
-def test_airlock_ingress_request_needs_one_review(engine, settings, work):
+def test_airlock_ingress_request_needs_one_review(engine, tmp_path, work, clamd):
+    settings = airlock_settings(tmp_path / "home", clamd_socket=clamd)  # ingress files scanned
     rid = make_request_at(
         engine, settings, RequestStatus.SUBMITTED, work=work, direction=Direction.INGRESS
     )

@@ -40,7 +40,16 @@ def statuses(findings: list[Finding]) -> list[str]:
 
 def test_registered_checks_are_the_entry_points():
     names = [getattr(c, "check_name", "") for c in registered_checks()]
-    assert names == ["file_type", "size", "table_shape"]
+    assert names == ["file_type", "malware_scan", "size", "table_shape"]
+
+
+def test_run_checks_egress_skips_the_ingress_malware_scan(tmp_path, settings):
+    path = write(tmp_path, "t.csv", "age_band,count\n20-29,15\n")
+    for direction in (None, "egress"):
+        report = run_checks(path, "t.csv", settings, direction=direction)
+        assert "malware_scan" not in [f.name for f in report.findings]
+    ingress = run_checks(path, "t.csv", settings, direction="ingress")
+    assert "malware_scan" in [f.name for f in ingress.findings]
 
 
 def test_run_checks_good_csv_passes_and_records_thresholds_and_versions(tmp_path, settings):

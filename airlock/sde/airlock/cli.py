@@ -97,5 +97,69 @@ def public_key_cmd() -> None:
     print(release_record.public_key_pem(settings()), end="")
 
 
+ingress_app = typer.Typer(
+    name="ingress",
+    help="Files coming into a project's workspaces (released read-only under /ingress).",
+    no_args_is_help=True,
+)
+app.add_typer(ingress_app)
+
+
+@ingress_app.command("upload")
+def ingress_upload_cmd(
+    project: str = typer.Argument(..., help="The project the files are for."),
+    files: list[Path] = typer.Argument(..., help="Local files to upload."),
+    user: str = typer.Option(
+        ..., "--user", help="The project member the request is of (its author)."
+    ),
+    group: str = typer.Option("files", "--group", help="The file group."),
+    request_id: str | None = typer.Option(
+        None, "--request", help="Add to this ingress request instead of creating one."
+    ),
+    context: str | None = typer.Option(None, "--context", help="What the files are."),
+    controls: str | None = typer.Option(
+        None, "--controls", help="Why they are safe to bring in (source, review done)."
+    ),
+    submit: bool = typer.Option(False, "--submit", help="Submit the request for review too."),
+) -> None:
+    """Upload files into an ingress request (scanned by ClamAV, checked, then reviewed)."""
+    from sde.airlock import ingress, service
+    from sde.cli.context import console, read, settings, write
+
+    st = settings()
+    with write() as s:
+        rid = ingress.upload_files(
+            s,
+            user,
+            st,
+            project,
+            files,
+            group=group,
+            request_id=request_id,
+            context=context,
+            controls=controls,
+        )
+    if submit:
+        with write() as s:
+            service.submit(s, user, st, rid)
+    with read() as s:
+        request = service.get_request(s, rid)
+        status = str(request.status)
+        findings = [
+            (f.name, x)
+            for f in service.active_files(s, request)
+            for x in service.report_of(s, request, f).get("findings", [])
+            if x["status"] != "pass"
+        ]
+    print(rid)
+    for name, finding in findings:
+        console.print(
+            f"  {finding['status']} {name}: {finding['name']}: {finding['reason']}",
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"{rid}: {status}", highlight=False, markup=False)
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app)

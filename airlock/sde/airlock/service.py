@@ -31,6 +31,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sde.airlock import checks, release_record, snapshots
+from sde.airlock import published as published_files
 from sde.airlock.enums import CommentVisibility, Direction, FileKind, Role, Vote
 from sde.airlock.models import (
     AirlockFile,
@@ -317,7 +318,7 @@ def add_file(
         )
     )
     if has_report is None:
-        report = checks.run_checks(stored, snap.name, settings)
+        report = checks.run_checks(stored, snap.name, settings, direction=request.direction)
         session.add(
             CheckReport(
                 request_id=request.id,
@@ -439,6 +440,8 @@ def ask_exception(
     failing = {f["name"] for f in findings if f["status"] == checks.CheckStatus.FAIL}
     if check not in failing:
         raise InvalidInput(f"{name} does not fail the check {check!r}: no exception needed")
+    if any(f["name"] == check and f.get("exceptable") is False for f in findings):
+        raise InvalidInput(f"{name} fails the check {check!r}, which no exception can outweigh")
     text = _text("justification", justification)
     exc = session.scalar(
         select(CheckException).where(
@@ -763,7 +766,15 @@ def release(session: Session, actor: str, settings: Settings, request_id: str) -
     )
     session.add(made)
     _move(session, request, "release")
-    _record(session, actor, request, files=[f["sha256"] for f in files])
+    published: list[str] = []  # names now under /ingress
+    if request.direction == Direction.INGRESS:
+        # Into the project's /ingress folder now, each file whole (sde.airlock.published);
+        # should the commit fail, a retried release writes the same bytes again.
+        published_files.publish(
+            settings, request.project, [(f["name"], f["sha256"]) for f in files]
+        )
+        published = [f["name"] for f in files]
+    _record(session, actor, request, files=[f["sha256"] for f in files], published=published)
     return made
 
 

@@ -342,6 +342,11 @@ class AirlockSettings:
         "refused whatever their name).",
         _file_types,
     )
+    clamd_socket: str = setting(
+        "/run/clamav/clamd.ctl",
+        "Unix socket of the ClamAV daemon (Debian clamav-daemon) that scans every ingress "
+        "file; a missing daemon, a scan error or a found signature blocks the file.",
+    )
 
 
 def _service_url(value: str, settings: Settings) -> str | None:

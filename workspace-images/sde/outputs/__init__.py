@@ -34,18 +34,18 @@ from typing import Any
 WORK_DIR = "/home/researcher/work"
 TIMEOUT = 120  # seconds: adding a large file copies and checks it before answering
 
-# The airlock API's paths relative to $SDE_AIRLOCK_URL, in one place (method, path).
+# The airlock API's paths relative to $SDE_AIRLOCK_URL, in one place (method, path): the
+# service's (sde.airlock.app.server): its write actions are POST requests/ID/ACTION.
 ROUTES: dict[str, tuple[str, str]] = {
     "create": ("POST", "requests"),
-    "get": ("GET", "requests/{id}"),
-    "add": ("POST", "requests/{id}/files"),
-    "context": ("PUT", "requests/{id}/groups/{group}"),
-    "submit": ("POST", "requests/{id}/submit"),
-    "resubmit": ("POST", "requests/{id}/resubmit"),
-    "withdraw": ("POST", "requests/{id}/withdraw"),
-    "withdraw_file": ("POST", "requests/{id}/files/{name}/withdraw"),
-    "exception": ("POST", "requests/{id}/files/{name}/exceptions"),
     "list": ("GET", "requests"),
+    "get": ("GET", "requests/{id}"),
+    "add": ("POST", "requests/{id}/add_file"),
+    "context": ("POST", "requests/{id}/set_group_text"),
+    "exception": ("POST", "requests/{id}/ask_exception"),
+    "withdraw_file": ("POST", "requests/{id}/withdraw_file"),
+    "submit": ("POST", "requests/{id}/submit"),  # a returned request is resubmitted
+    "withdraw": ("POST", "requests/{id}/withdraw"),
 }
 
 
@@ -112,14 +112,15 @@ class Client:
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
-    """The service's one-line error ({"detail": ...} or {"error": ...}), else the HTTP reason."""
+    """The service's one-line error ({"error": ...}, or FastAPI's {"detail": ...}), else
+    the HTTP reason."""
     try:
         body = json.loads(exc.read() or b"{}")
     except ValueError:
         body = {}
     if not isinstance(body, dict):
         body = {}
-    detail = body.get("detail") or body.get("error") or body.get("message")
+    detail = body.get("error") or body.get("detail")
     if isinstance(detail, list):  # a validation error: each problem's message
         detail = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
     return f"airlock: {detail or exc.reason} (HTTP {exc.code})"
@@ -176,30 +177,32 @@ class Request:
         """
         if kind not in ("output", "supporting"):
             raise AirlockError(f"kind must be output or supporting, got {kind!r}")
-        body = {"path": work_path(path), "kind": kind, "group": group}
-        result: dict[str, Any] = self.client.call("add", body, id=self.id)
-        return result
+        name = work_path(path)
+        view = self.client.call("add", {"path": name, "kind": kind, "group": group}, id=self.id)
+        for found in files_of(view):
+            if found.get("name") == name:
+                return found
+        return {"name": name}
 
     def context(self, group: str, context: str, controls: str) -> dict[str, Any]:
         """What the group's files are (context) and how disclosure was controlled (controls)."""
-        body = {"context": context, "controls": controls}
-        result: dict[str, Any] = self.client.call("context", body, id=self.id, group=group)
+        body = {"group": group, "context": context, "controls": controls}
+        result: dict[str, Any] = self.client.call("context", body, id=self.id)
         return result
 
     def exception(self, name: str, check: str, justification: str) -> dict[str, Any]:
         """Ask the checkers to accept a file that fails `check`, saying why."""
-        body = {"check": check, "justification": justification}
-        result: dict[str, Any] = self.client.call("exception", body, id=self.id, name=name)
+        body = {"name": name, "check": check, "justification": justification}
+        result: dict[str, Any] = self.client.call("exception", body, id=self.id)
         return result
 
     def withdraw_file(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.client.call("withdraw_file", {}, id=self.id, name=name)
+        result: dict[str, Any] = self.client.call("withdraw_file", {"name": name}, id=self.id)
         return result
 
     def submit(self) -> dict[str, Any]:
         """Hand the request to the output checkers (a returned request is resubmitted)."""
-        route = "resubmit" if self.status().get("status") == "returned" else "submit"
-        result: dict[str, Any] = self.client.call(route, {}, id=self.id)
+        result: dict[str, Any] = self.client.call("submit", {}, id=self.id)
         return result
 
     def status(self) -> dict[str, Any]:
@@ -211,6 +214,17 @@ class Request:
         """Give the request up (final)."""
         result: dict[str, Any] = self.client.call("withdraw", {}, id=self.id)
         return result
+
+
+def files_of(view: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every file of a request as the airlock shows it, each with its group's name."""
+    return [
+        {**f, "group": g.get("name", "")}
+        for g in view.get("groups", [])
+        if isinstance(g, dict)
+        for f in g.get("files", [])
+        if isinstance(f, dict)
+    ]
 
 
 def new_request(project: str | None = None, client: Client | None = None) -> Request:

@@ -18,12 +18,12 @@ import json
 import sys
 from typing import Any
 
-from sde.outputs import AirlockError, Request, new_request, requests
+from sde.outputs import AirlockError, Request, files_of, new_request, requests
 
 
 def _print_status(found: dict[str, Any]) -> None:
     print(f"{found.get('id', '?')}: {found.get('status', '?')} ({found.get('project', '')})")
-    for f in found.get("files", []):
+    for f in files_of(found):
         checks = f.get("checks") or {}
         state = checks.get("status", "") if isinstance(checks, dict) else ""
         print(f"  {f.get('kind', ''):<10} {f.get('group', ''):<16} {f.get('name', '')}  {state}")

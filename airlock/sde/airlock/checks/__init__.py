@@ -38,14 +38,19 @@ class Finding:
     status: CheckStatus
     reason: str
     locations: list[str] = field(default_factory=list)  # "line 12", "row 3 col 2", ...
+    # False for a failure no justification may outweigh (malware): no exception can be asked.
+    exceptable: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found: dict[str, Any] = {
             "name": self.name,
             "status": str(self.status),
             "reason": self.reason,
             "locations": list(self.locations),
         }
+        if not self.exceptable:
+            found["exceptable"] = False
+        return found
 
 
 Check = Callable[[Path, str, Settings], list[Finding]]
@@ -54,16 +59,21 @@ Check = Callable[[Path, str, Settings], list[Finding]]
 _RANK = {CheckStatus.PASS: 0, CheckStatus.REVIEW: 1, CheckStatus.FAIL: 2}
 
 
-def check(name: str, reads: Sequence[str] = ()) -> Callable[[Check], Check]:
+def check(
+    name: str, reads: Sequence[str] = (), directions: Sequence[str] | None = None
+) -> Callable[[Check], Check]:
     """Declare a check: its name in findings, and the settings ("section.name") it reads.
 
     The runner records the value of each setting read in the report's thresholds,
     so a release record names the limits that were applied, not today's.
+    `directions` ("egress", "ingress") limits the check to requests of those
+    directions (the malware scan is for files coming in); None runs it for all.
     """
 
     def declare(fn: Check) -> Check:
         setattr(fn, "check_name", name)  # noqa: B010 (a function's attribute, typed as Check)
         setattr(fn, "reads", tuple(reads))  # noqa: B010
+        setattr(fn, "directions", None if directions is None else tuple(directions))  # noqa: B010
         return fn
 
     return declare
@@ -117,15 +127,27 @@ def _setting(settings: Settings, dotted: str) -> Any:
     return list(value) if isinstance(value, list | tuple) else value
 
 
+def applies(fn: Check, direction: str | None) -> bool:
+    """Whether `fn` runs for a request of `direction` (None: a check outside any request)."""
+    directions = getattr(fn, "directions", None)
+    return directions is None or direction in directions
+
+
 def run_checks(
-    path: Path, name: str, settings: Settings, checks: Sequence[Check] | None = None
+    path: Path,
+    name: str,
+    settings: Settings,
+    checks: Sequence[Check] | None = None,
+    direction: str | None = None,
 ) -> Report:
-    """Run every registered check (or `checks`) over one file; the worst status wins.
+    """Run every registered check (or `checks`) that applies to `direction` over one file;
+    the worst status wins.
 
     A check that raises becomes a failing finding with the error: a broken check
     must block, never pass a file silently, and never stall the request.
     """
     chosen = registered_checks() if checks is None else list(checks)
+    chosen = [fn for fn in chosen if applies(fn, direction)]
     findings: list[Finding] = []
     thresholds: dict[str, Any] = {}
     versions = {"sde": _version("sde"), "python": platform.python_version()}
