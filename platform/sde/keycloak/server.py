@@ -164,17 +164,18 @@ def _wait_ready(server: KeycloakServer, seconds: float) -> None:
     with httpx.Client(trust_env=False, timeout=2) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
-                raise KeycloakError(
-                    f"Keycloak exited with {server.process.returncode}: {server.log_tail()}"
-                )
+                tail = server.log_tail()
+                server.stop()  # removes this run's copy
+                raise KeycloakError(f"Keycloak exited with {server.process.returncode}: {tail}")
             try:
                 if client.get(f"{server.management_url}/health/ready").status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
+    tail = server.log_tail()
     server.stop()
-    raise KeycloakError(f"Keycloak was not ready within {seconds:.0f} s: {server.log_tail()}")
+    raise KeycloakError(f"Keycloak was not ready within {seconds:.0f} s: {tail}")
 
 
 def start(
