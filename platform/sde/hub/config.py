@@ -10,7 +10,8 @@ start` runs JupyterHub with it. Choices that matter for safety:
   that address from any other interface;
 - nobody holds the `admin` role; operators get `sde-operator`, which can list
   and stop servers but holds no `access:servers` (cannot enter a workspace);
-- a workspace's own token holds only `access:servers!server`: it cannot report
+- a workspace's own token holds only `access:servers!server` (and the airlock's
+  `custom:airlock:requests` for that server: sde.airlock.app.auth): it cannot report
   its own activity, so idle culling goes by what the proxy sees, not by what
   kernel code claims;
 - hub state (its SQLite database, cookie secret, proxy token) lives under
@@ -35,6 +36,7 @@ from sde.core.files import secret_file
 from sde.hub.origins import OriginProxy, origins_for, redirect_handlers, redirect_route
 from sde.hub.roles import (
     CULLER_SCOPES,
+    CUSTOM_SCOPES,
     OPERATOR_ROLE,
     OPERATOR_SCOPES,
     SERVER_TOKEN_SCOPES,
@@ -244,6 +246,11 @@ def configure(c: Any, settings: Settings | None = None) -> None:
 
         # Keycloak follows the registry: a sync at start, then every access check.
         c.JupyterHub.services.append(keycloak_sync.service(settings, service_env(settings)))
+    from sde.airlock.app import server as airlock
+
+    # The airlock (pages and API) on the bridge address at workspaces.airlock_port.
+    c.JupyterHub.services.append(airlock.hub_service(settings, service_env(settings)))
+    c.JupyterHub.custom_scopes = CUSTOM_SCOPES
 
     c.JupyterHub.spawner_class = WorkspaceSpawner
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES

@@ -32,5 +32,20 @@ USER_SCOPES = [
     "servers!user",
     "tokens!user",
     "access:servers!user",
+    # The airlock: pages and a person's own API tokens, and (filtered to one server
+    # below) a workspace's calls; what each may do there the registry says.
+    "access:services!service=airlock",
+    "custom:airlock:requests!user",
 ]
-SERVER_TOKEN_SCOPES = ["access:servers!server", "users:activity!user"]
+# The server's own token also names its server for the airlock (expanded by the hub to
+# `custom:airlock:requests!server=USER/PROJECT`): the workspace acts for that project only.
+SERVER_TOKEN_SCOPES = [
+    "access:servers!server",
+    "users:activity!user",
+    "custom:airlock:requests!server",
+]
+CUSTOM_SCOPES = {
+    "custom:airlock:requests": {
+        "description": "Open, fill and submit airlock requests of the project of the workspace."
+    }
+}

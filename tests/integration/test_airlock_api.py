@@ -1,0 +1,284 @@
+"""The airlock's API and pages against the running service, started the way the hub starts it.
+
+A real JupyterHub (tests/support/hub.py, Docker off: no workspace is needed)
+starts the managed service `airlock` (`python -m sde.airlock.app`) on its port,
+over a state database on SQLite and PostgreSQL (`db_url`). People sign in to
+the hub for real (password and TOTP) and mint hub tokens; the service resolves
+every token with the hub. The workspace's token is the one a workspace server
+holds, `custom:airlock:requests!server=USER/PROJECT` as the hub expands it for
+its server; its calls go straight to the service's address, as a workspace's do,
+and the work folder is the one the service copies from (`workfolders.folder_of`).
+People's calls and pages go through the proxy, on the service's own host.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from sde.airlock import release_record
+from sde.airlock.app.server import service_url
+from sde.airlock.app.workfolders import folder_of
+from sde.airlock.models import AirlockFile, AirlockRequest, Comment
+from sde.audit import list_events
+from sde.core.db import transaction
+from sde.hub import localhost
+from sde.hub.client import HubClient
+from tests.support.airlock import (
+    AUTHOR,
+    CHECKERS,
+    GROUP,
+    NOTES,
+    PROJECT,
+    TABLE,
+    ensure_people,
+    ensure_project,
+    write_work,
+)
+from tests.support.hub import PASSWORD, HubSite, free_port, make_site, running
+
+C1, C2, _ = CHECKERS
+PI = "pat"
+OUTSIDER = "olga"  # a researcher of another project
+OTHER = "p2"
+PEOPLE = (AUTHOR, C1, C2, PI, OUTSIDER)
+PERSON_SCOPES = ["access:services!service=airlock"]
+
+
+@pytest.fixture
+def site(tmp_path: Path, db_url: str) -> Iterator[HubSite]:
+    s = make_site(
+        tmp_path / "home",
+        SDE_DATABASE_URL=db_url,
+        SDE_WORKSPACES_AIRLOCK_PORT=str(free_port()),
+        SDE_WORKSPACES_POOL_DIR=str(tmp_path / "pool"),
+    )
+    with transaction(s.engine) as ses:
+        ensure_people(ses)
+        ensure_project(ses, PROJECT, pi=PI)
+        ensure_project(ses, OTHER, OUTSIDER)
+    for name in PEOPLE:
+        s.enrol(name)
+    with running(s):
+        yield s
+
+
+def service_host(site: HubSite) -> str:
+    """The airlock's own origin on the proxy: airlock--service.<hub host>."""
+    scheme, rest = site.url.rstrip("/").split("://")
+    return f"{scheme}://airlock--service.{rest}/services/airlock"
+
+
+def signed_in(site: HubSite, username: str) -> HubClient:
+    c = HubClient(site.url)
+    assert c.login(username, PASSWORD, site.code(username)).ok
+    return c
+
+
+def mint(c: HubClient, scopes: list[str], expires_in: int = 3600) -> str:
+    xsrf = c.http.cookies.get("_xsrf", path="/hub/") or c._xsrf()
+    r = c.http.post(
+        f"/hub/api/users/{c.username}/tokens",
+        json={"note": "airlock test", "expires_in": expires_in, "scopes": scopes},
+        headers={"X-XSRFToken": xsrf, "Referer": f"{c.base_url}/hub/token"},
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+class Api:
+    """One caller of the airlock API: a hub token against a base URL."""
+
+    def __init__(self, base: str, token: str) -> None:
+        self.base = base
+        self.http = localhost.client(timeout=30, headers={"Authorization": f"token {token}"})
+
+    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return self.http.request(method, f"{self.base}/api{path}", **kw)
+
+    def ok(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.call(method, path, **kw)
+        assert r.status_code in (200, 201), (r.status_code, r.text)
+        return r.json() if "json" in r.headers.get("content-type", "") else r
+
+    def act(self, rid: str, action: str, **body: Any) -> Any:
+        return self.ok("POST", f"/requests/{rid}/{action}", json=body)
+
+    def refused(self, status: int, method: str, path: str, **kw: Any) -> str:
+        r = self.call(method, path, **kw)
+        assert r.status_code == status, (r.status_code, r.text)
+        message = r.json()["error"]
+        assert message and "\n" not in message
+        return str(message)
+
+
+def people(site: HubSite) -> tuple[Api, dict[str, Api]]:
+    """The author's workspace and every person's own API caller."""
+    base = service_host(site)
+    callers = {}
+    workspace = None
+    for name in PEOPLE:
+        with signed_in(site, name) as c:
+            callers[name] = Api(base, mint(c, PERSON_SCOPES))
+            if name == AUTHOR:
+                token = mint(c, [f"custom:airlock:requests!server={AUTHOR}/{PROJECT}"])
+                # As a workspace calls it: straight to the service's address.
+                workspace = Api(service_url(site.settings) + "/services/airlock", token)
+    assert workspace is not None
+    return workspace, callers
+
+
+def test_airlock_api_egress_workflow_over_http_with_two_checkers(site):
+    work = write_work(folder_of(site.settings, AUTHOR, PROJECT))
+    ws, p = people(site)
+
+    made = ws.ok("POST", "/requests", json={"direction": "egress"})
+    rid = made["id"]
+    assert (made["project"], made["author"], made["status"]) == (PROJECT, AUTHOR, "pending")
+    ws.act(rid, "add_file", path=TABLE, group=GROUP)
+    view = ws.act(rid, "add_file", path=NOTES, group=GROUP, kind="supporting")
+    files = {f["name"]: f for f in view["groups"][0]["files"]}
+    assert files[TABLE]["checks"]["status"] == "pass", "check results shown before submitting"
+    ws.act(rid, "set_group_text", group=GROUP, context="Counts by group.", controls="Rounded.")
+    assert ws.act(rid, "submit")["status"] == "submitted"
+
+    # Two checkers, blind to each other until both are in; one asks for changes.
+    p[C1].act(rid, "vote", name=TABLE, vote="request_changes")
+    p[C1].act(rid, "comment", group=GROUP, text="Round to 5.", visibility="public")
+    assert p[C1].act(rid, "review")["status"] == "partially_reviewed"
+    blind = p[C2].ok("GET", f"/requests/{rid}")
+    assert not blind["groups"][0]["comments"] and not blind["groups"][0]["files"][0]["votes"]
+    p[C2].act(rid, "vote", name=TABLE, vote="approve")
+    assert p[C2].act(rid, "review")["status"] == "reviewed"
+    assert p[C1].act(rid, "return")["status"] == "returned"
+
+    # The author sees the public comment, changes the table, resubmits.
+    mine = ws.ok("GET", f"/requests/{rid}")
+    assert [c["text"] for c in mine["groups"][0]["comments"]] == ["Round to 5."]
+    (work / TABLE).write_text("group,n\na,15\nb,20\nc,25\n")
+    ws.act(rid, "add_file", path=TABLE, group=GROUP)
+    assert ws.act(rid, "submit")["status"] == "submitted"
+    for checker in (C1, C2):
+        p[checker].act(rid, "vote", name=TABLE, vote="approve")
+        p[checker].act(rid, "review")
+    assert p[C1].act(rid, "approve")["status"] == "approved"
+    assert p[C2].act(rid, "release")["status"] == "released"
+
+    # Downloads: the author and the PI only, from outside the workspace; audited.
+    for name in (AUTHOR, PI):
+        got = p[name].ok("GET", f"/requests/{rid}/download", params={"name": TABLE})
+        assert got.content == (work / TABLE).read_bytes()
+    p[C1].refused(403, "GET", f"/requests/{rid}/download", params={"name": TABLE})
+    ws.refused(403, "GET", f"/requests/{rid}/download", params={"name": TABLE})
+    record = p[AUTHOR].ok("GET", f"/requests/{rid}/record")
+    release_record.verify(record, site.settings)  # raises on a bad record
+    downloads = list_events(site.engine, action="airlock.file.download")
+    assert sorted(e["actor"] for e in downloads) == sorted([AUTHOR, PI])
+
+
+def test_airlock_api_refusals_tokens_other_projects_csrf_and_escaping(site):
+    work = write_work(folder_of(site.settings, AUTHOR, PROJECT))
+    ws, p = people(site)
+    rid = ws.ok("POST", "/requests", json={})["id"]
+
+    # One place maps SdeError classes to HTTP, each a one-line {"error": ...}.
+    assert "../" in ws.refused(
+        400, "POST", f"/requests/{rid}/add_file", json={"path": "../etc/passwd", "group": GROUP}
+    )
+    ws.refused(400, "POST", f"/requests/{rid}/add_file", json={"group": GROUP})
+    ws.refused(404, "GET", "/requests/nosuchrequest")
+    # A checker's step from a workspace; a checker's step in a state that allows none.
+    ws.refused(403, "POST", f"/requests/{rid}/vote", json={"name": TABLE, "vote": "approve"})
+    p[C1].refused(409, "POST", f"/requests/{rid}/vote", json={"name": TABLE, "vote": "approve"})
+    ws.refused(400, "POST", f"/requests/{rid}/submit")  # nothing to submit
+    with transaction(site.engine) as s:
+        assert s.scalar(select(func.count()).select_from(AirlockFile)) == 0
+
+    # Forged and expired tokens; a person with no part; another project's workspace.
+    Api(service_host(site), "f" * 32).refused(401, "GET", "/requests")
+    with signed_in(site, AUTHOR) as c:
+        short = mint(c, PERSON_SCOPES, expires_in=1)
+    time.sleep(2.5)
+    Api(service_host(site), short).refused(401, "GET", f"/requests/{rid}")
+    p[OUTSIDER].refused(403, "GET", f"/requests/{rid}")
+    other = p[OUTSIDER].ok("POST", "/requests", json={"project": OTHER})["id"]
+    assert "p2" in ws.refused(403, "GET", f"/requests/{other}")
+    ws.refused(403, "POST", f"/requests/{other}/withdraw")
+    ws.refused(403, "POST", "/requests", json={"project": OTHER})
+    # The workspace lists its own project's requests only.
+    assert {r["id"] for r in ws.ok("GET", "/requests")} == {rid}
+    with transaction(site.engine) as s:
+        untouched = s.get(AirlockRequest, other)
+        assert untouched is not None and untouched.status == "pending"
+
+    # Workspace not running: no work folder, a clear refusal, nothing stored.
+    with signed_in(site, OUTSIDER) as c:
+        outsider_ws = Api(
+            service_url(site.settings) + "/services/airlock",
+            mint(c, [f"custom:airlock:requests!server={OUTSIDER}/{OTHER}"]),
+        )
+    assert "not running" in outsider_ws.refused(
+        409, "POST", f"/requests/{other}/add_file", json={"path": TABLE, "group": GROUP}
+    )
+
+    # HTML in user text, rendered escaped in the pages of the service's own host.
+    hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    ws.act(rid, "add_file", path=TABLE, group=GROUP)
+    ws.act(rid, "set_group_text", group=GROUP, context=hostile, controls="<b>bold</b>")
+    ws.act(rid, "comment", group=GROUP, text=hostile)
+    browser = browser_session(site, AUTHOR)
+    page = browser.get(f"{service_host(site)}/requests/{rid}")
+    assert page.status_code == 200, page.text
+    assert hostile not in page.text and "<b>bold</b>" not in page.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+    csp = page.headers["content-security-policy"]
+    assert "unsafe-inline" not in csp and "default-src 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+    # A page form without its CSRF token (or another session's) changes nothing.
+    csrf = re.search(r'name="_csrf" value="([0-9a-f]+)"', page.text)
+    assert csrf
+    form = {"group": GROUP, "text": "posted by a form"}
+    for token in ("", "0" * 64):
+        r = browser.post(
+            f"{service_host(site)}/requests/{rid}/comment", data={**form, "_csrf": token}
+        )
+        assert r.status_code == 403, r.text
+    with transaction(site.engine) as s:
+        assert "posted by a form" not in set(s.scalars(select(Comment.text)))
+    r = browser.post(
+        f"{service_host(site)}/requests/{rid}/comment", data={**form, "_csrf": csrf.group(1)}
+    )
+    assert r.status_code == 303, r.text
+    with transaction(site.engine) as s:
+        assert "posted by a form" in set(s.scalars(select(Comment.text)))
+    # The session cookie is the service's own: host-only, on its prefix.
+    cookie = next(c for c in browser.cookies.jar if c.name == "sde-airlock-session")
+    assert cookie.path == "/services/airlock/" and not cookie.domain_specified
+    assert work.is_dir()
+
+
+def browser_session(site: HubSite, username: str) -> httpx.Client:
+    """A browser-like client: signed in to the hub, then through the airlock's OAuth."""
+    c = localhost.client(timeout=30, follow_redirects=False)
+    with HubClient(site.url) as hub:
+        assert hub.login(username, PASSWORD, site.code(username)).ok
+        for cookie in hub.http.cookies.jar:
+            c.cookies.jar.set_cookie(cookie)
+    url = f"{service_host(site)}/"
+    for _ in range(10):
+        r = c.get(url)
+        if r.status_code not in (302, 303):
+            break
+        url = str(httpx.URL(url).join(r.headers["location"]))
+    assert r.status_code == 200 and "My requests" in r.text, (r.status_code, url, r.text[:500])
+    return c
