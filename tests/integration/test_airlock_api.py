@@ -42,7 +42,7 @@ from tests.support.airlock import (
     ensure_project,
     write_work,
 )
-from tests.support.hub import PASSWORD, HubSite, free_port, make_site, running
+from tests.support.hub import PASSWORD, HubSite, make_site, running
 
 C1, C2, _ = CHECKERS
 PI = "pat"
@@ -57,7 +57,6 @@ def site(tmp_path: Path, db_url: str) -> Iterator[HubSite]:
     s = make_site(
         tmp_path / "home",
         SDE_DATABASE_URL=db_url,
-        SDE_WORKSPACES_AIRLOCK_PORT=str(free_port()),
         SDE_WORKSPACES_POOL_DIR=str(tmp_path / "pool"),
     )
     with transaction(s.engine) as ses:

@@ -97,6 +97,8 @@ def site_env(home: Path, docker: bool, **extra: str) -> dict[str, str]:
         env["SDE_WORKSPACES_SUBNET"] = free_subnet()
     else:
         env["SDE_HUB_API_IP"] = "127.0.0.1"
+        # The airlock service then listens on loopback: a port of this hub's own.
+        env["SDE_WORKSPACES_AIRLOCK_PORT"] = str(free_port())
     env.update(extra)
     return env
 
