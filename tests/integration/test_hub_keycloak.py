@@ -6,6 +6,11 @@ main hub runs workspaces in Docker and re-checks access every second. Sign-ins
 go through Keycloak's own pages in a real Chromium: Keycloak marks its cookies
 Secure even on plain HTTP, which a browser accepts on 127.0.0.1 and Python's
 cookie jar does not. API calls then use a token the signed-in browser asked for.
+
+These hubs hold no Keycloak admin password, so their keycloak-sync service
+cannot write (it logs and retries): the tests set Keycloak's state themselves, as
+a sync that is behind would leave it, and so pin the hub's own checks, which
+must hold whether or not the sync has caught up.
 """
 
 from __future__ import annotations
