@@ -77,8 +77,8 @@ LOGIN_HTML = """
 </div>
 """
 NOT_ACTIVE = (
-    "The account {user} is not active in the sde registry (status, accreditation or "
-    "training), so cannot sign in. Ask the operators."
+    "The account {user} is not active in the sde registry (suspended or left), so "
+    "cannot sign in. Ask the operators."
 )
 
 
