@@ -13,6 +13,7 @@ People's calls and pages go through the proxy, on the service's own host.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -281,3 +282,29 @@ def browser_session(site: HubSite, username: str) -> httpx.Client:
         url = str(httpx.URL(url).join(r.headers["location"]))
     assert r.status_code == 200 and "My requests" in r.text, (r.status_code, url, r.text[:500])
     return c
+
+
+def test_airlock_service_stops_when_its_hub_is_killed(tmp_path):
+    import os
+    import signal
+
+    s = make_site(tmp_path / "home")
+    with running(s):
+        url = service_url(s.settings) + "/services/airlock/static/airlock.css"
+        assert localhost.request("GET", url, timeout=5).status_code == 200
+        assert s.hub is not None and s.hub._proc is not None
+        hub_pid = s.hub._proc.pid
+        os.kill(hub_pid, signal.SIGKILL)  # the hub only; its services are left orphaned
+        s.hub._proc.wait()
+        deadline = time.monotonic() + 15
+        gone = False
+        while time.monotonic() < deadline and not gone:
+            try:
+                localhost.request("GET", url, timeout=1)
+                time.sleep(0.3)
+            except httpx.TransportError:
+                gone = True
+        # The rest of the hub's own process group (its proxy), started by this test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(hub_pid, signal.SIGKILL)
+        assert gone, "the airlock kept its port after its hub was killed"
