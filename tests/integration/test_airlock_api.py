@@ -308,3 +308,20 @@ def test_airlock_service_stops_when_its_hub_is_killed(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(hub_pid, signal.SIGKILL)
         assert gone, "the airlock kept its port after its hub was killed"
+
+
+@pytest.mark.docker
+def test_airlock_service_listens_on_the_bridge_address_with_docker(tmp_path, docker_engine):
+    from sde.workspaces import network
+
+    s = make_site(tmp_path / "home", docker=True, SDE_WORKSPACES_WARM_POOL="0")
+    with running(s):
+        bridge = network.gateway_of(s.settings.workspaces)
+        assert service_url(s.settings) == f"http://{bridge}:{s.settings.workspaces.airlock_port}"
+        css = localhost.request(
+            "GET", service_url(s.settings) + "/services/airlock/static/airlock.css"
+        )
+        assert css.status_code == 200
+        # And through the proxy on the service's own host: a person's call, no token.
+        r = localhost.request("GET", service_host(s) + "/api/requests")
+        assert r.status_code == 401 and r.json() == {"error": "no hub token"}
