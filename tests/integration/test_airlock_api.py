@@ -183,7 +183,7 @@ def test_airlock_api_egress_workflow_over_http_with_two_checkers(site):
     assert sorted(e["actor"] for e in downloads) == sorted([AUTHOR, PI])
 
 
-def test_airlock_api_refusals_tokens_other_projects_csrf_and_escaping(site):
+def test_airlock_api_refusals_tokens_projects_csrf_escaping_and_ingress_uploads(site):
     work = write_work(folder_of(site.settings, AUTHOR, PROJECT))
     ws, p = people(site)
     rid = ws.ok("POST", "/requests", json={})["id"]
@@ -265,6 +265,49 @@ def test_airlock_api_refusals_tokens_other_projects_csrf_and_escaping(site):
     cookie = next(c for c in browser.cookies.jar if c.name == "sde-airlock-session")
     assert cookie.path == "/services/airlock/" and not cookie.domain_specified
     assert work.is_dir()
+
+    # Ingress from outside: a page form opens the request and uploads (multipart, CSRF);
+    # a person's token uploads through the API; a workspace's token may not.
+    home = browser.get(f"{service_host(site)}/")
+    csrf_home = re.search(r'name="_csrf" value="([0-9a-f]+)"', home.text)
+    assert csrf_home
+    made = browser.post(
+        f"{service_host(site)}/requests",
+        data={"_csrf": csrf_home.group(1), "project": PROJECT, "direction": "ingress"},
+    )
+    assert made.status_code == 303, made.text
+    ingress_id = made.headers["location"].rsplit("/", 1)[-1]
+    refused = browser.post(
+        f"{service_host(site)}/requests/{ingress_id}/upload",
+        data={"group": "codes"},
+        files={"file": ("codes.csv", b"code,term\nE11,diabetes\n", "text/csv")},
+    )
+    assert refused.status_code == 403, "an upload form without its CSRF token"
+    page = browser.get(f"{service_host(site)}/requests/{ingress_id}")
+    token = re.search(r'name="_csrf" value="([0-9a-f]+)"', page.text)
+    assert token and 'enctype="multipart/form-data"' in page.text
+    sent = browser.post(
+        f"{service_host(site)}/requests/{ingress_id}/upload",
+        data={"_csrf": token.group(1), "group": "codes"},
+        files={"file": ("codes.csv", b"code,term\nE11,diabetes\n", "text/csv")},
+    )
+    assert sent.status_code == 303, sent.text
+    p[AUTHOR].ok(
+        "POST",
+        f"/requests/{ingress_id}/upload",
+        params={"name": "README.md", "group": "codes", "kind": "supporting"},
+        content=b"# Codes\n",
+    )
+    ws.refused(
+        403,
+        "POST",
+        f"/requests/{ingress_id}/upload",
+        params={"name": "x.csv", "group": "codes"},
+        content=b"a\n",
+    )
+    view = p[AUTHOR].ok("GET", f"/requests/{ingress_id}")
+    assert view["direction"] == "ingress"
+    assert {f["name"] for g in view["groups"] for f in g["files"]} == {"codes.csv", "README.md"}
 
 
 def browser_session(site: HubSite, username: str) -> httpx.Client:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from sde.airlock import service
+from sde.airlock import ingress, service
 from sde.airlock.app import actions, pages
 from sde.airlock.app.auth import (
     SESSION_COOKIE,
@@ -138,6 +139,45 @@ async def json_body(request: Request) -> dict[str, Any]:
     return found
 
 
+async def upload_body(request: Request, settings: Settings) -> bytes:
+    """An upload's body, refused past airlock.max_file_size (plus a form's own overhead)."""
+    from sde.core.validators import parse_size
+
+    limit = parse_size(settings.airlock.max_file_size) + 64 * 1024
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidInput(
+                f"upload larger than airlock.max_file_size ({settings.airlock.max_file_size})"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def multipart(content_type: str, body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A multipart/form-data body's text fields and its one file part (name -> bytes)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidInput("an upload is sent as multipart/form-data")
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    fields: dict[str, str] = {}
+    files: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        filename = part.get_filename()
+        payload = part.get_payload(decode=True) or b""
+        if filename:
+            files[str(filename)] = bytes(payload)
+        elif name:
+            fields[str(name)] = bytes(payload).decode("utf-8", "replace")
+    return fields, files
+
+
 async def form_body(request: Request) -> dict[str, str]:
     raw = (await _body(request)).decode("utf-8", "replace")
     return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
@@ -234,6 +274,26 @@ def make_app(
         with state.write() as s:
             path = service.record_file_view(s, who.user, settings, rid, name)
         return _file_response(path, name, attachment=True)
+
+    @api.post("/requests/{rid}/upload")
+    async def upload(
+        rid: str, name: str, group: str, request: Request, kind: str = "output"
+    ) -> Any:
+        """Ingress: the file's bytes as the body, from outside every workspace."""
+        who = state.api_caller(request)
+        if who.from_workspace:
+            raise actions.AccessDenied("ingress files are uploaded from outside the workspace")
+        data = await upload_body(request, settings)
+
+        def go() -> Any:
+            with state.write() as s:
+                ingress.add_upload(
+                    s, who.user, settings, rid, name, io.BytesIO(data), group=group, kind=kind
+                )
+            with state.read() as s:
+                return request_view(s, settings, who.user, service.get_request(s, rid))
+
+        return await asyncio.to_thread(go)
 
     @api.post("/requests/{rid}/{action}")
     async def act(rid: str, action: str, request: Request) -> Any:
@@ -356,15 +416,63 @@ def make_app(
             path = service.record_download(s, who.user, settings, rid, name)
         return _file_response(path, name, attachment=True)
 
-    @web.post("/requests/{rid}/{action}")
-    async def form(rid: str, action: str, request: Request) -> Response:
-        sid = request.cookies.get(SESSION_COOKIE)
-        body = await form_body(request)
-        if not state.sessions.csrf_ok(sid, body.get("_csrf")):
+    def form_caller(request: Request, body: dict[str, str]) -> Caller:
+        if not state.sessions.csrf_ok(request.cookies.get(SESSION_COOKIE), body.get("_csrf")):
             raise actions.AccessDenied("the form's CSRF token is missing or wrong: reload the page")
         who = state.page_caller(request)
         if who is None:
             raise NotSignedIn("sign in to the airlock first")
+        return who
+
+    @web.post("/requests")
+    async def create_form(request: Request) -> Response:
+        body = await form_body(request)
+        who = form_caller(request, body)
+
+        def go() -> str:
+            with state.write() as s:
+                made = service.create_request(
+                    s,
+                    who.user,
+                    settings,
+                    project=actions.field(body, "project"),
+                    direction=actions.field(body, "direction", "ingress"),
+                )
+                return made.id
+
+        rid = await asyncio.to_thread(go)
+        return RedirectResponse(f"{state.prefix}/requests/{quote(rid)}", status_code=303)
+
+    @web.post("/requests/{rid}/upload")
+    async def upload_form(rid: str, request: Request) -> Response:
+        fields, files = multipart(
+            request.headers.get("content-type", ""), await upload_body(request, settings)
+        )
+        who = form_caller(request, fields)
+        if len(files) != 1:
+            raise InvalidInput("choose one file to upload")
+        ((name, data),) = files.items()
+
+        def go() -> None:
+            with state.write() as s:
+                ingress.add_upload(
+                    s,
+                    who.user,
+                    settings,
+                    rid,
+                    name,
+                    io.BytesIO(data),
+                    group=actions.field(fields, "group"),
+                    kind=actions.field(fields, "kind", "output"),
+                )
+
+        await asyncio.to_thread(go)
+        return RedirectResponse(f"{state.prefix}/requests/{quote(rid)}", status_code=303)
+
+    @web.post("/requests/{rid}/{action}")
+    async def form(rid: str, action: str, request: Request) -> Response:
+        body = await form_body(request)
+        who = form_caller(request, body)
 
         def go() -> None:
             with state.write() as s:
