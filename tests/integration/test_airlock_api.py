@@ -284,11 +284,11 @@ def test_airlock_api_refusals_tokens_projects_csrf_escaping_and_ingress_uploads(
     )
     assert refused.status_code == 403, "an upload form without its CSRF token"
     page = browser.get(f"{service_host(site)}/requests/{ingress_id}")
-    token = re.search(r'name="_csrf" value="([0-9a-f]+)"', page.text)
-    assert token and 'enctype="multipart/form-data"' in page.text
+    upload_csrf = re.search(r'name="_csrf" value="([0-9a-f]+)"', page.text)
+    assert upload_csrf and 'enctype="multipart/form-data"' in page.text
     sent = browser.post(
         f"{service_host(site)}/requests/{ingress_id}/upload",
-        data={"_csrf": token.group(1), "group": "codes"},
+        data={"_csrf": upload_csrf.group(1), "group": "codes"},
         files={"file": ("codes.csv", b"code,term\nE11,diabetes\n", "text/csv")},
     )
     assert sent.status_code == 303, sent.text
