@@ -83,3 +83,20 @@ def workspace_api(site: HubSite, username: str, project: str) -> Api:
     with signed_in(site, username) as c:
         token = mint(c, [f"custom:airlock:requests!server={username}/{project}"])
     return Api(service_url(site.settings) + "/services/airlock", token)
+
+
+def browser_session(site: HubSite, username: str) -> httpx.Client:
+    """A browser-like client: signed in to the hub, then through the airlock's OAuth."""
+    c = localhost.client(timeout=30, follow_redirects=False)
+    with HubClient(site.url) as hub:
+        assert hub.login(username, PASSWORD, site.code(username)).ok
+        for cookie in hub.http.cookies.jar:
+            c.cookies.jar.set_cookie(cookie)
+    url = f"{service_host(site)}/"
+    for _ in range(10):
+        r = c.get(url)
+        if r.status_code not in (302, 303):
+            break
+        url = str(httpx.URL(url).join(r.headers["location"]))
+    assert r.status_code == 200 and "My requests" in r.text, (r.status_code, url, r.text[:500])
+    return c
