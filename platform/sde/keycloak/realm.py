@@ -47,6 +47,12 @@ KEYCLOAK_REQUIRED_ACTIONS: tuple[tuple[str, str, bool, int], ...] = (
     ("update_user_locale", "Update User Locale", True, 1000),
 )
 DEFAULT_ACTIONS = frozenset({"CONFIGURE_TOTP"})
+# A default action reaches only users made through the users API: partial import (how
+# sync creates users in bulk) and a hand clearing required actions skip it. So the
+# realm's browser flow is Keycloak's own with its 2FA step required rather than
+# conditional: a person without an authenticator is made to enrol one before any code
+# is issued, whoever created their account.
+BROWSER_FLOW = "sde browser"
 
 
 def hub_origin(settings: Settings) -> str:
@@ -191,6 +197,7 @@ def build_realm(settings: Settings, secrets_by_client: dict[str, str]) -> dict[s
         "otpPolicyLookAheadWindow": 1,
         "otpPolicyInitialCounter": 0,
         "otpPolicyCodeReusable": False,
+        "browserFlow": BROWSER_FLOW,
         "requiredActions": [
             {
                 "alias": alias,
@@ -259,10 +266,13 @@ def import_realm(admin: Any, settings: Settings) -> ImportReport:
     report = ImportReport()
     try:
         if name not in {r["realm"] for r in admin.get_realms()}:
-            admin.create_realm(payload=wanted, skip_exists=False)
+            # The browser flow is made in the new realm first, then bound below.
+            admin.create_realm(
+                payload={k: v for k, v in wanted.items() if k != "browserFlow"},
+                skip_exists=False,
+            )
             report.created_realm = True
             report.changed.append(f"realm {name} created")
-            return report
         previous = admin.connection.realm_name
         admin.change_current_realm(name)
         try:
@@ -274,7 +284,42 @@ def import_realm(admin: Any, settings: Settings) -> ImportReport:
     return report
 
 
+def _otp_required(executions: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    """(execution, requirement) pairs that make the 2FA step of a browser flow required.
+
+    Keycloak's flow asks for a code only if the person has an authenticator
+    (a CONDITIONAL subflow with "user configured" conditions); required, with its
+    conditions off, the OTP form runs for everyone and makes the unenrolled enrol.
+    """
+    otp = next(i for i, e in enumerate(executions) if e.get("providerId") == "auth-otp-form")
+    level = executions[otp]["level"]
+    parent = next(i for i in range(otp - 1, -1, -1) if executions[i]["level"] == level - 1)
+    wanted = [(executions[parent], "REQUIRED"), (executions[otp], "REQUIRED")]
+    for execution in executions[parent + 1 :]:
+        if execution["level"] < level:
+            break
+        if execution["level"] == level and str(execution.get("providerId", "")).startswith(
+            "conditional-"
+        ):
+            wanted.append((execution, "DISABLED"))
+    return wanted
+
+
+def _reconcile_browser_flow(admin: Any, report: ImportReport) -> None:
+    if BROWSER_FLOW not in {f["alias"] for f in admin.get_authentication_flows()}:
+        admin.copy_authentication_flow(payload={"newName": BROWSER_FLOW}, flow_alias="browser")
+        report.changed.append(f"flow {BROWSER_FLOW} created")
+    executions = admin.get_authentication_flow_executions(BROWSER_FLOW)
+    for execution, requirement in _otp_required(executions):
+        if execution["requirement"] != requirement:
+            admin.update_authentication_flow_executions(
+                payload={**execution, "requirement": requirement}, flow_alias=BROWSER_FLOW
+            )
+            report.changed.append(f"flow {BROWSER_FLOW}: {execution['displayName']} {requirement}")
+
+
 def _reconcile(admin: Any, name: str, wanted: dict[str, Any], report: ImportReport) -> None:
+    _reconcile_browser_flow(admin, report)
     settings_only = {
         k: v for k, v in wanted.items() if k not in ("clients", "requiredActions", "realm")
     }
