@@ -385,7 +385,7 @@ def make_app(
             return sign_in(request)
         with state.read() as s:
             view = request_view(s, settings, who.user, service.get_request(s, rid))
-        return HTMLResponse(pages.render("request.html", state, request, r=view))
+        return HTMLResponse(pages.render("request.html", state, request, r=view, user=who.user))
 
     @web.get("/requests/{rid}/file")
     def file_page(rid: str, name: str, request: Request) -> Response:
@@ -396,7 +396,9 @@ def make_app(
             view = request_view(s, settings, who.user, service.get_request(s, rid))
             path = service.record_file_view(s, who.user, settings, rid, name)
         shown = pages.file_context(view, name, path)
-        return HTMLResponse(pages.render("file.html", state, request, r=view, **shown))
+        return HTMLResponse(
+            pages.render("file.html", state, request, r=view, user=who.user, **shown)
+        )
 
     @web.get("/requests/{rid}/raw")
     def raw(rid: str, name: str, request: Request) -> Response:

@@ -11,12 +11,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sde.airlock import service
 from sde.airlock.enums import Role
-from sde.airlock.models import AirlockRequest, CheckException, Comment, FileGroup, VoteRecord
+from sde.airlock.models import (
+    AirlockRequest,
+    CheckException,
+    Comment,
+    FileGroup,
+    Review,
+    VoteRecord,
+)
 from sde.airlock.permissions import ACTION_ROLES, allowed, check_can_view, role_of
 from sde.airlock.policies import STATES
 from sde.airlock.visibility import visible_comments, visible_votes
@@ -68,6 +75,13 @@ def request_view(
     )
     seen_comments = visible_comments(request, viewer, role, comments, len(reviews), required)
     files = service.active_files(session, request)
+    # What changed since the last turn reviewed before this one: the rule that resets votes
+    # on resubmit, so a file stays marked while this turn's reviews come in.
+    last_review_turn = session.scalar(
+        select(func.max(Review.turn)).where(
+            Review.request_id == request.id, Review.turn < request.turn
+        )
+    )
     groups = []
     for g in service.groups_of(session, request):
         group_files = []
@@ -86,6 +100,7 @@ def request_view(
                     "sha256": f.sha256,
                     "media_type": f.media_type,
                     "changed_turn": f.changed_turn,
+                    "changed": last_review_turn is not None and f.changed_turn > last_review_turn,
                     "checks": service.report_of(session, request, f),
                     "exceptions": exceptions,
                     "votes": [
