@@ -217,7 +217,7 @@ def workspace_image(docker_engine: str) -> str:
 
 @pytest.fixture(scope="session")
 def platform_images(docker_engine: str) -> None:
-    """sde-platform and sde-postgres, the images of docker-compose.yml."""
+    """sde-platform, sde-postgres, sde-keycloak and sde-proxy: the images of docker-compose.yml."""
     _build_images("platform images", "infra/images/build.sh")
 
 
