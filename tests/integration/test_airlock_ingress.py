@@ -171,6 +171,34 @@ def test_ingress_refused_uploads_leave_nothing_staged_or_stored(engine, tmp_path
     assert n == 1
 
 
+def test_ingress_takes_code_files_that_egress_refuses(engine, settings, tmp_path):
+    rid = _upload(engine, settings, {"rates.py": CODE, "cohort.sql": b"SELECT 1;\n"})
+    assert _finding(engine, rid, "rates.py")["status"] == "pass"
+    _in(engine, service.submit, AUTHOR, settings, rid)
+    out = make_request_at(engine, settings, RequestStatus.PENDING)
+    work = settings.home / "work" / AUTHOR
+    (work / "rates.py").write_bytes(CODE)
+    with pytest.raises(InvalidInput, match=r"type \.py"):
+        _in(
+            engine,
+            service.add_file,
+            AUTHOR,
+            settings,
+            out,
+            root=work,
+            relpath="rates.py",
+            group=GROUP,
+        )
+    # Code is text, and checked as text.
+    binary = _upload(engine, settings, {"bin.py": b"\x00\x01binary"})
+    with transaction(engine) as s:
+        request = service.get_request(s, binary)
+        (f,) = service.active_files(s, request)
+        findings = service.report_of(s, request, f)["findings"]
+    (kind,) = [x for x in findings if x["name"] == "file_type"]
+    assert kind["status"] == "fail" and "named .py but" in kind["reason"], kind
+
+
 def test_ingress_upload_into_an_egress_request_is_refused(engine, settings):
     rid = make_request_at(engine, settings, RequestStatus.PENDING)
     with pytest.raises(InvalidInput, match="not an ingress request"):
@@ -314,7 +342,7 @@ def test_ingress_released_files_appear_read_only_in_a_running_workspace(ws_site)
     from tests.support.hub import PASSWORD
 
     site = ws_site
-    first = approved_ingress(site.engine, site.settings, {"rates.txt": CODE})
+    first = approved_ingress(site.engine, site.settings, {"rates.py": CODE})
     _in(site.engine, service.release, SYSTEM_ACTOR, site.settings, first)
     with HubClient(site.url) as c:
         assert c.login(MEMBER, PASSWORD, site.code(MEMBER)).ok
@@ -329,7 +357,7 @@ def test_ingress_released_files_appear_read_only_in_a_running_workspace(ws_site)
             out = c.execute(
                 server,
                 "import os, pathlib\n"
-                "p = pathlib.Path('/ingress/rates.txt')\n"
+                "p = pathlib.Path('/ingress/rates.py')\n"
                 "print(p.read_text() == " + repr(CODE.decode()) + ")\n"
                 "try:\n"
                 "    p.write_text('changed')\n"

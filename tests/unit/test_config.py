@@ -105,6 +105,7 @@ REFUSED = {
     "airlock.max_files": "0",
     "airlock.max_csv_rows": "0",
     "airlock.file_types": "csv,.zip",
+    "airlock.ingress_file_types": "py,.R",
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -286,6 +287,12 @@ def add_file(
     request = _lock(session, request_id)
     check_can(session, settings, actor, "add_file", request)
     check_state(request.id, request.status, "add_file")
+    if request.direction == Direction.INGRESS:
+        # Files coming in may be code too: the snapshot and the checks take ingress_file_types.
+        settings = replace(
+            settings,
+            airlock=replace(settings.airlock, file_types=settings.airlock.ingress_file_types),
+        )
     if kind not in set(FileKind):
         raise InvalidInput(f"file kind must be one of {', '.join(FileKind)}, got {kind!r}")
     group = _group_name(group)

@@ -342,6 +342,12 @@ class AirlockSettings:
         "refused whatever their name).",
         _file_types,
     )
+    ingress_file_types: list[str] = setting(
+        ["csv", "tsv", "txt", "log", "md", "json", "png", "jpg", "jpeg", "svg", "py", "r", "sql"],
+        "File extensions an ingress request accepts (files coming in: code and code lists "
+        "too), instead of file_types.",
+        _file_types,
+    )
     clamd_socket: str = setting(
         "/run/clamav/clamd.ctl",
         "Unix socket of the ClamAV daemon (Debian clamav-daemon) that scans every ingress "

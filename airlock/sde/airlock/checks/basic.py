@@ -20,7 +20,7 @@ from sde.airlock.snapshots import MAGIC_BYTES, archive_kind
 from sde.core.config import Settings
 from sde.core.validators import parse_size
 
-TEXT_TYPES = {"csv", "tsv", "txt", "log", "md", "json"}
+TEXT_TYPES = {"csv", "tsv", "txt", "log", "md", "json", "py", "r", "sql"}  # code comes in
 IMAGE_MAGIC = {
     "png": (b"\x89PNG\r\n\x1a\n",),
     "jpg": (b"\xff\xd8\xff",),
