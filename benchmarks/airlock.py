@@ -1,7 +1,8 @@
 """Concurrent clients running the whole egress workflow through the airlock's HTTP API,
 beside the floor of the hub's own API version endpoint.
 
-    .venv/bin/python benchmarks/airlock.py [--quick] [--clients N] [--rounds N] [--db-url URL]
+    .venv/bin/python benchmarks/airlock.py [--quick] [--clients N] [--rounds N]
+                                           [--postgres | --db-url URL]
 
 ours:  a real hub starts the airlock service as it does in production (Docker off:
        work folders are plain directories). Each client is one researcher of one
@@ -27,13 +28,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -210,12 +212,42 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--db-url", help="the state database (default: SQLite in a temp dir)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="a private PostgreSQL server instead of SQLite"
+    )
     args = parser.parse_args()
     clients, rounds = (10, 1) if args.quick else (args.clients, args.rounds)
 
+    with contextlib.ExitStack() as stack:
+        db_url = stack.enter_context(private_postgres()) if args.postgres else args.db_url
+        run(clients, rounds, db_url)
+
+
+@contextlib.contextmanager
+def private_postgres() -> Iterator[str]:
+    """A database on a PostgreSQL server of this run's own (Debian's binaries), as the tests'."""
+    from sqlalchemy import create_engine, text
+
+    from tests.support import postgres
+
+    bindir = postgres.find_bindir()
+    if bindir is None:
+        raise SystemExit("no PostgreSQL binaries: install Debian's postgresql package")
+    server = postgres.start(bindir)
+    try:
+        admin = create_engine(server.admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text("CREATE DATABASE sde_bench"))
+        admin.dispose()
+        yield server.url("sde_bench")
+    finally:
+        server.stop()
+
+
+def run(clients: int, rounds: int, db_url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="sde-bench-airlock-") as tmp:
-        extra = {"SDE_DATABASE_URL": args.db_url} if args.db_url else {}
-        site = make_site(Path(tmp) / "home", **extra)
+        home = Path(tmp) / "home"
+        site = make_site(home, SDE_DATABASE_URL=db_url) if db_url else make_site(home)
         with running(site):
             authors = prepare(site, clients)
             with ThreadPoolExecutor(8) as pool:
@@ -245,6 +277,11 @@ def main() -> None:
             base = floor(site, clients, max(1, calls // clients))
             lost, duplicated = consistency(site, rids)
             lost += clients * rounds - len(rids)
+            if ours.errors and site.hub is not None:
+                # The service's tracebacks are in the hub's log, removed with the temp dir.
+                kept = Path(tempfile.gettempdir()) / "sde-bench-airlock-hub.log"
+                shutil.copyfile(site.hub.log_path, kept)
+                print(f"errors: the hub's and the service's log is kept in {kept}")
 
     all_ms, floor_ms = ours.all(), base.all()
     p50, p99 = pct(all_ms, 0.5), pct(all_ms, 0.99)
@@ -269,6 +306,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "database": "postgresql" if db_url and db_url.startswith("postgres") else "sqlite",
                 "clients": clients,
                 "calls": calls,
                 "rps": round(rps, 1),

@@ -31,7 +31,8 @@ def service_host(site: HubSite) -> str:
 
 def signed_in(site: HubSite, username: str) -> HubClient:
     c = HubClient(site.url)
-    assert c.login(username, PASSWORD, site.code(username)).ok
+    result = c.login(username, PASSWORD, site.code(username))
+    assert result.ok, (username, result.status, result.error)
     return c
 
 
