@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from sde.audit.log import now_ts
 from sde.audit.schema import audit_checkpoints, audit_events
@@ -137,21 +138,26 @@ def _append_witness(path: Path, cp: Checkpoint) -> None:
 def checkpoint(engine: Engine, signer: CheckpointSigner, witness: Path) -> Checkpoint | None:
     """Sign the current head unless it is already checkpointed. None for an empty chain."""
     signer.ensure()
-    with engine.begin() as conn:
-        head = conn.execute(
-            select(audit_events.c.seq, audit_events.c.hash)
-            .order_by(audit_events.c.seq.desc())
-            .limit(1)
-        ).first()
-        if head is None:
-            return None
-        last = conn.execute(
-            select(audit_checkpoints.c.seq).where(audit_checkpoints.c.seq == head[0])
-        ).first()
-        if last is not None:
-            return None
-        cp = signer.sign(head[0], head[1], now_ts())
-        conn.execute(insert(audit_checkpoints).values(**cp.__dict__))
+    try:
+        with engine.begin() as conn:
+            head = conn.execute(
+                select(audit_events.c.seq, audit_events.c.hash)
+                .order_by(audit_events.c.seq.desc())
+                .limit(1)
+            ).first()
+            if head is None:
+                return None
+            last = conn.execute(
+                select(audit_checkpoints.c.seq).where(audit_checkpoints.c.seq == head[0])
+            ).first()
+            if last is not None:
+                return None
+            cp = signer.sign(head[0], head[1], now_ts())
+            conn.execute(insert(audit_checkpoints).values(**cp.__dict__))
+    except IntegrityError:
+        # Writers committing at once race to sign the same head (PostgreSQL runs both
+        # checks above before either inserts): the other signed it, as asked here.
+        return None
     # Written after the commit: a witness entry must never name a head that
     # was rolled back.
     _append_witness(witness, cp)
