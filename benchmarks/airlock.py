@@ -244,14 +244,26 @@ def private_postgres() -> Iterator[str]:
         server.stop()
 
 
+def keep_log(site: HubSite) -> None:
+    """The hub's log (the service's tracebacks too), which goes with the temp dir."""
+    if site.hub is not None:
+        kept = Path(tempfile.gettempdir()) / "sde-bench-airlock-hub.log"
+        shutil.copyfile(site.hub.log_path, kept)
+        print(f"errors: the hub's and the service's log is kept in {kept}")
+
+
 def run(clients: int, rounds: int, db_url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="sde-bench-airlock-") as tmp:
         home = Path(tmp) / "home"
         site = make_site(home, SDE_DATABASE_URL=db_url) if db_url else make_site(home)
         with running(site):
             authors = prepare(site, clients)
-            with ThreadPoolExecutor(8) as pool:
-                callers = list(pool.map(lambda a: tokens(site, a), authors))
+            try:
+                with ThreadPoolExecutor(8) as pool:
+                    callers = list(pool.map(lambda a: tokens(site, a), authors))
+            except AssertionError:
+                keep_log(site)
+                raise
             with signed_in(site, C1) as c:
                 c1 = Api(service_host(site), mint(c, PERSON_SCOPES), timeout=120)
             with signed_in(site, C2) as c:
@@ -277,11 +289,8 @@ def run(clients: int, rounds: int, db_url: str | None) -> None:
             base = floor(site, clients, max(1, calls // clients))
             lost, duplicated = consistency(site, rids)
             lost += clients * rounds - len(rids)
-            if ours.errors and site.hub is not None:
-                # The service's tracebacks are in the hub's log, removed with the temp dir.
-                kept = Path(tempfile.gettempdir()) / "sde-bench-airlock-hub.log"
-                shutil.copyfile(site.hub.log_path, kept)
-                print(f"errors: the hub's and the service's log is kept in {kept}")
+            if ours.errors:
+                keep_log(site)
 
     all_ms, floor_ms = ours.all(), base.all()
     p50, p99 = pct(all_ms, 0.5), pct(all_ms, 0.99)
