@@ -337,6 +337,7 @@ def test_airlock_service_stops_when_its_hub_is_killed(tmp_path):
         assert localhost.request("GET", url, timeout=5).status_code == 200
         assert s.hub is not None and s.hub._proc is not None
         hub_pid = s.hub._proc.pid
+        children = _children(hub_pid)  # its proxy and services, each in a session of its own
         os.kill(hub_pid, signal.SIGKILL)  # the hub only; its services are left orphaned
         s.hub._proc.wait()
         deadline = time.monotonic() + 15
@@ -347,10 +348,25 @@ def test_airlock_service_stops_when_its_hub_is_killed(tmp_path):
                 time.sleep(0.3)
             except httpx.TransportError:
                 gone = True
-        # The rest of the hub's own process group (its proxy), started by this test.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(hub_pid, signal.SIGKILL)
+        # What else the killed hub had started (its proxy, the idle culler), so that the
+        # test leaves nothing running.
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         assert gone, "the airlock kept its port after its hub was killed"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 @pytest.mark.docker
