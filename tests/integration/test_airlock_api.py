@@ -18,7 +18,6 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +30,6 @@ from sde.airlock.models import AirlockFile, AirlockRequest, Comment
 from sde.audit import list_events
 from sde.core.db import transaction
 from sde.hub import localhost
-from sde.hub.client import HubClient
 from tests.support.airlock import (
     AUTHOR,
     CHECKERS,
@@ -43,7 +41,8 @@ from tests.support.airlock import (
     ensure_project,
     write_work,
 )
-from tests.support.hub import PASSWORD, HubSite, make_site, running
+from tests.support.airlock_api import Api, browser_session, mint, service_host, signed_in
+from tests.support.hub import HubSite, make_site, running
 
 C1, C2, _ = CHECKERS
 PI = "pat"
@@ -68,55 +67,6 @@ def site(tmp_path: Path, db_url: str) -> Iterator[HubSite]:
         s.enrol(name)
     with running(s):
         yield s
-
-
-def service_host(site: HubSite) -> str:
-    """The airlock's own origin on the proxy: airlock--service.<hub host>."""
-    scheme, rest = site.url.rstrip("/").split("://")
-    return f"{scheme}://airlock--service.{rest}/services/airlock"
-
-
-def signed_in(site: HubSite, username: str) -> HubClient:
-    c = HubClient(site.url)
-    assert c.login(username, PASSWORD, site.code(username)).ok
-    return c
-
-
-def mint(c: HubClient, scopes: list[str], expires_in: int = 3600) -> str:
-    xsrf = c.http.cookies.get("_xsrf", path="/hub/") or c._xsrf()
-    r = c.http.post(
-        f"/hub/api/users/{c.username}/tokens",
-        json={"note": "airlock test", "expires_in": expires_in, "scopes": scopes},
-        headers={"X-XSRFToken": xsrf, "Referer": f"{c.base_url}/hub/token"},
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["token"])
-
-
-class Api:
-    """One caller of the airlock API: a hub token against a base URL."""
-
-    def __init__(self, base: str, token: str) -> None:
-        self.base = base
-        self.http = localhost.client(timeout=30, headers={"Authorization": f"token {token}"})
-
-    def call(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        return self.http.request(method, f"{self.base}/api{path}", **kw)
-
-    def ok(self, method: str, path: str, **kw: Any) -> Any:
-        r = self.call(method, path, **kw)
-        assert r.status_code in (200, 201), (r.status_code, r.text)
-        return r.json() if "json" in r.headers.get("content-type", "") else r
-
-    def act(self, rid: str, action: str, **body: Any) -> Any:
-        return self.ok("POST", f"/requests/{rid}/{action}", json=body)
-
-    def refused(self, status: int, method: str, path: str, **kw: Any) -> str:
-        r = self.call(method, path, **kw)
-        assert r.status_code == status, (r.status_code, r.text)
-        message = r.json()["error"]
-        assert message and "\n" not in message
-        return str(message)
 
 
 def people(site: HubSite) -> tuple[Api, dict[str, Api]]:
@@ -308,23 +258,6 @@ def test_airlock_api_refusals_tokens_projects_csrf_escaping_and_ingress_uploads(
     view = p[AUTHOR].ok("GET", f"/requests/{ingress_id}")
     assert view["direction"] == "ingress"
     assert {f["name"] for g in view["groups"] for f in g["files"]} == {"codes.csv", "README.md"}
-
-
-def browser_session(site: HubSite, username: str) -> httpx.Client:
-    """A browser-like client: signed in to the hub, then through the airlock's OAuth."""
-    c = localhost.client(timeout=30, follow_redirects=False)
-    with HubClient(site.url) as hub:
-        assert hub.login(username, PASSWORD, site.code(username)).ok
-        for cookie in hub.http.cookies.jar:
-            c.cookies.jar.set_cookie(cookie)
-    url = f"{service_host(site)}/"
-    for _ in range(10):
-        r = c.get(url)
-        if r.status_code not in (302, 303):
-            break
-        url = str(httpx.URL(url).join(r.headers["location"]))
-    assert r.status_code == 200 and "My requests" in r.text, (r.status_code, url, r.text[:500])
-    return c
 
 
 def test_airlock_service_stops_when_its_hub_is_killed(tmp_path):
